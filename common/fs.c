@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+
+int cc_mkdir_p(const char *path, mode_t mode, cc_error **ret_err)
+{
+        if (!path || !*path)
+                return cc_error_set(ret_err, -EINVAL, "mkdir: empty path");
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return cc_error_set(ret_err, -ENOMEM, "mkdir '%s': out of memory", path);
+        for (char *s = p + 1;; s++) {
+                if (*s == '/' || *s == 0) {
+                        char saved = *s;
+                        *s = 0;
+                        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                                return cc_error_errno(ret_err, "mkdir '%s'", p);
+                        *s = saved;
+                        if (!saved)
+                                break;
+                }
+        }
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return cc_error_errno(ret_err, "stat '%s'", path);
+        if (!S_ISDIR(st.st_mode))
+                return cc_error_set(ret_err, -ENOTDIR, "'%s' exists and is not a directory", path);
+        return 0;
+}
+
+int cc_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                         cc_error **ret_err)
+{
+        _cleanup_free_ char *dir_copy = strdup(path);
+        _cleanup_free_ char *tmp = NULL;
+        if (!dir_copy || asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+                return cc_error_set(ret_err, -ENOMEM, "write '%s': out of memory", path);
+        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return cc_error_errno(ret_err, "write '%s': create temporary file", path);
+        const char *p = data;
+        size_t left = len;
+        int r = 0;
+        while (left > 0) {
+                ssize_t n = write(fd, p, left);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = cc_error_errno(ret_err, "write '%s'", tmp);
+                        goto fail;
+                }
+                p += n;
+                left -= (size_t)n;
+        }
+        if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+                r = cc_error_errno(ret_err, "write '%s': fsync", tmp);
+                goto fail;
+        }
+        if (rename(tmp, path) < 0) {
+                r = cc_error_errno(ret_err, "rename '%s' to '%s'", tmp, path);
+                goto fail;
+        }
+        int dfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+                (void)fsync(dfd);
+                close(dfd);
+        }
+        return 0;
+fail:
+        unlink(tmp);
+        return r;
+}
+
+int cc_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, cc_error **ret_err)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return cc_error_errno(ret_err, "open '%s'", path);
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return cc_error_errno(ret_err, "stat '%s'", path);
+        if (S_ISREG(st.st_mode) && (size_t)st.st_size > max)
+                return cc_error_set(ret_err, -EFBIG, "'%s' is larger than %zu bytes", path, max);
+        size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 4096, len = 0;
+        _cleanup_free_ char *buf = malloc(cap);
+        if (!buf)
+                return cc_error_set(ret_err, -ENOMEM, "read '%s': out of memory", path);
+        for (;;) {
+                if (len + 1 >= cap) {
+                        if (cap > max + 1)
+                                return cc_error_set(ret_err, -EFBIG, "'%s' is larger than %zu bytes",
+                                                    path, max);
+                        char *nb = realloc(buf, cap * 2);
+                        if (!nb)
+                                return cc_error_set(ret_err, -ENOMEM, "read '%s': out of memory", path);
+                        buf = nb;
+                        cap *= 2;
+                }
+                ssize_t n = read(fd, buf + len, cap - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return cc_error_errno(ret_err, "read '%s'", path);
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > max)
+                        return cc_error_set(ret_err, -EFBIG, "'%s' is larger than %zu bytes", path, max);
+        }
+        buf[len] = 0;
+        *ret_buf = TAKE_PTR(buf);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+static int rm_rf_at(int dfd, const char *name, dev_t dev, cc_error **ret_err)
+{
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : cc_error_errno(ret_err, "stat '%s'", name);
+        if (!S_ISDIR(st.st_mode)) {
+                if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+                        return cc_error_errno(ret_err, "unlink '%s'", name);
+                return 0;
+        }
+        if (st.st_dev != dev)
+                return cc_error_set(ret_err, -EBUSY, "'%s' is a mount point; not removing", name);
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return cc_error_errno(ret_err, "open '%s'", name);
+        _cleanup_closedir_ DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return cc_error_errno(ret_err, "opendir '%s'", name);
+        }
+        struct dirent *de;
+        while ((errno = 0, de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                int r = rm_rf_at(dirfd(d), de->d_name, dev, ret_err);
+                if (r < 0)
+                        return cc_error_prefix(ret_err, "%s", name);
+        }
+        if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                return cc_error_errno(ret_err, "rmdir '%s'", name);
+        return 0;
+}
+
+int cc_rm_rf(const char *path, cc_error **ret_err)
+{
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : cc_error_errno(ret_err, "stat '%s'", path);
+        return rm_rf_at(AT_FDCWD, path, st.st_dev, ret_err);
+}
+
+int cc_path_is_safe_relative(const char *rel)
+{
+        if (!rel || !*rel || rel[0] == '/')
+                return 0;
+        const char *p = rel;
+        while (*p) {
+                const char *e = strchrnul(p, '/');
+                size_t n = (size_t)(e - p);
+                if (n == 2 && p[0] == '.' && p[1] == '.')
+                        return 0;
+                p = *e ? e + 1 : e;
+        }
+        return 1;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Process-wide state of cocoond that RPC handlers share. */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/config.h"
+
+typedef struct cocoon_daemon {
+        cc_config *cfg;
+        const char *config_source; /* for Status verbose info */
+        struct timespec started;    /* CLOCK_REALTIME */
+
+        pthread_mutex_t lock;       /* guards the fields below */
+        char *pod_cidr;             /* from UpdateRuntimeConfig, persisted */
+} cocoon_daemon;
+
+int cocoon_daemon_init(cocoon_daemon *d, cc_config *cfg, cc_error **ret_err);
+int cocoon_daemon_set_pod_cidr(cocoon_daemon *d, const char *cidr, cc_error **ret_err);
+void cocoon_daemon_fini(cocoon_daemon *d);
