@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root), builds cocoon, and runs every
+# test: cmocka unit tests (make check), the proto check, and the Python
+# integration tests against the real daemon. Prints "N passed, M failed" last
+# and exits non-zero if anything failed.
+#   COCOON_SKIP_SETUP=1   don't run apt (packages already present)
+#   COCOON_DISTCHECK=1    also run `make distcheck`
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+if [ "${COCOON_SKIP_SETUP:-0}" != 1 ]; then
+  bash scripts/setup-debian.sh all
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+mkdir -p build
+cd build
+[ -f Makefile ] || ../configure -q
+make -j"$jobs" >/dev/null || make  # re-run serially to show the error
+
+unit_pass=0 unit_fail=0
+if make -j"$jobs" check >check.out 2>&1; then unit_rc=0; else unit_rc=$?; fi
+grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR):' check.out || true
+if [ -f test-suite.log ]; then
+  unit_pass=$(sed -n 's/^# PASS: *//p' test-suite.log | head -1)
+  unit_fail=$(( $(sed -n 's/^# FAIL: *//p' test-suite.log | head -1) + $(sed -n 's/^# ERROR: *//p' test-suite.log | head -1) ))
+fi
+if [ "$unit_rc" != 0 ]; then
+  cat check.out | tail -50
+  [ -f test-suite.log ] && cat test-suite.log | tail -100
+  unit_fail=$(( unit_fail > 0 ? unit_fail : 1 ))
+fi
+cd "$top"
+
+# Integration tests drive the real daemon with Debian's grpcio (use Debian's
+# python, not a pyenv/venv one that lacks the packages).
+py=/usr/bin/python3
+it_rc=0
+COCOON_BUILDDIR="$top/build" "$py" -m pytest -q -p no:cacheprovider \
+  --junitxml="$top/build/integration.xml" tests/integration || it_rc=$?
+it_pass=0 it_fail=0
+if [ -f build/integration.xml ]; then
+  read -r it_pass it_fail < <("$py" - "$top/build/integration.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+s = r if r.tag == "testsuite" else r.find("testsuite")
+t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+print(t - f - e - sk, f + e)
+PY
+)
+fi
+[ "$it_rc" != 0 ] && [ "$it_fail" = 0 ] && it_fail=1
+
+dist_fail=0
+if [ "${COCOON_DISTCHECK:-0}" = 1 ]; then
+  (cd build && make -j"$jobs" distcheck >distcheck.out 2>&1) || { tail -40 build/distcheck.out; dist_fail=1; }
+fi
+
+passed=$(( unit_pass + it_pass ))
+failed=$(( unit_fail + it_fail + dist_fail ))
+echo
+echo "unit: ${unit_pass} passed, ${unit_fail} failed; integration: ${it_pass} passed, ${it_fail} failed"
+echo "${passed} passed, ${failed} failed"
+[ "$failed" = 0 ]
