@@ -203,6 +203,11 @@ static void *worker_main(void *arg)
                 cri_call_info info = { c->method, c->deadline_ms, &c->cancelled };
                 if (atomic_load(&c->cancelled)) {
                         reply.code = GRPC_STATUS_CANCELLED;
+                } else if (c->deadline_ms != INT64_MAX && mono_ms() >= c->deadline_ms) {
+                        /* Waited in the queue past its deadline: don't start work
+                         * nobody waits for. */
+                        reply.code = GRPC_STATUS_DEADLINE_EXCEEDED;
+                        reply.msg = strdup("deadline exceeded before the call was handled");
                 } else {
                         s->dispatch(s->userdata, &info, c->req, c->req_len, &reply);
                 }
