@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -887,7 +888,7 @@ static void test_server_streaming_rejected(void **state)
         assert_int_equal(result, 0);
 }
 
-static void test_server_shutdown_and_listener(void **state)
+static void test_server_shutdown(void **state)
 {
         cc_error *err = NULL;
         ttrpc_server *s = ttrpc_server_new(&err);
@@ -905,6 +906,65 @@ static void test_server_shutdown_and_listener(void **state)
         /* The client notices: its next call fails quickly. */
         assert_true(ttrpc_client_call(c, SVC, "Echo", "a", 1, 5000, NULL, NULL, NULL) < 0);
         ttrpc_client_free(c);
+        ttrpc_server_free(s);
+}
+
+typedef struct listen_args {
+        ttrpc_server *s;
+        int fd;
+        int result;
+} listen_args;
+
+static void *listen_main(void *arg)
+{
+        listen_args *a = arg;
+        cc_error *err = NULL;
+        a->result = ttrpc_server_serve_listener(a->s, a->fd, &err);
+        assert_non_null(err);
+        cc_error_free(err);
+        return NULL;
+}
+
+static void test_server_listener(void **state)
+{
+        ttrpc_server *s = ttrpc_server_new(NULL);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        listen_args a = { .s = s };
+        pthread_t t;
+
+        assert_int_equal(ttrpc_server_register(s, SVC, "Echo", h_echo, NULL, NULL), 0);
+        /* Abstract socket: nothing to clean up on disk. */
+        int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "cocoon-test-ttrpc-%d", (int)getpid());
+        socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+        a.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(a.fd >= 0);
+        assert_int_equal(bind(a.fd, (struct sockaddr *)&sa, sl), 0);
+        assert_int_equal(listen(a.fd, 8), 0);
+        assert_int_equal(pthread_create(&t, NULL, listen_main, &a), 0);
+
+        ttrpc_client *c[3];
+        for (int i = 0; i < 3; i++) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                assert_int_equal(connect(fd, (struct sockaddr *)&sa, sl), 0);
+                c[i] = ttrpc_client_new(fd, NULL);
+                assert_non_null(c[i]);
+        }
+        for (int i = 0; i < 3; i++) {
+                uint8_t *resp = NULL;
+                size_t len;
+                assert_int_equal(ttrpc_client_call(c[i], SVC, "Echo", "abc", 3, 5000, &resp, &len, NULL), 0);
+                assert_memory_equal(resp, "abc", 3);
+                free(resp);
+        }
+        ttrpc_client_free(c[0]); /* one leaves early: its thread ends */
+        ttrpc_server_shutdown(s);
+        pthread_join(t, NULL);
+        assert_int_equal(a.result, -ECANCELED);
+        for (int i = 1; i < 3; i++) {
+                assert_true(ttrpc_client_call(c[i], SVC, "Echo", "x", 1, 5000, NULL, NULL, NULL) < 0);
+                ttrpc_client_free(c[i]);
+        }
+        close(a.fd);
         ttrpc_server_free(s);
 }
 
@@ -951,7 +1011,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_server_drops_malformed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_streaming_rejected, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_deferred_after_disconnect, setup, teardown),
-                cmocka_unit_test(test_server_shutdown_and_listener),
+                cmocka_unit_test(test_server_shutdown),
+                cmocka_unit_test(test_server_listener),
                 cmocka_unit_test_setup_teardown(test_client_oversize_frame, raw_setup, raw_teardown),
                 cmocka_unit_test_setup_teardown(test_client_garbage, raw_setup, raw_teardown),
                 cmocka_unit_test_setup_teardown(test_client_bad_envelope, raw_setup, raw_teardown),
