@@ -4,8 +4,6 @@
  * wait on their own condition variable; one reader thread matches responses
  * to pending calls by stream id. The peer is untrusted: malformed input
  * closes the connection and fails every pending call. */
-#include "config.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

@@ -2,8 +2,6 @@
 /* ttRPC framing, status codes, and the connection shared by client and
  * server: one reader, serialized writers with deadlines, an eventfd that
  * releases every waiter when the connection dies. */
-#include "config.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

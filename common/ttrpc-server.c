@@ -3,8 +3,6 @@
  * them to handlers registered by (service, method); a handler's call object
  * holds a reference on the connection so that it can be answered later from
  * another thread. */
-#include "config.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

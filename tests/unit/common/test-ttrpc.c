@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for common/ttrpc.c: framing golden bytes, client <-> server over
  * socketpairs, and a hostile raw peer on either side. */
-#include "config.h"
-
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
