@@ -186,13 +186,16 @@ int ttrpc_server_register(ttrpc_server *s, const char *service, const char *meth
  *   -ECANCELED    ttrpc_server_shutdown() was called;
  *   <0 + ret_err  protocol violation (-EPROTO, -EMSGSIZE, -EBADMSG) or I/O
  *                 error; the connection was dropped.
- * Deferred calls of this connection outlive it and answer -ENOTCONN. */
+ * Deferred calls of this connection outlive it and answer -ENOTCONN.
+ * A guest virtio-serial port reads as EOF and polls POLLHUP for as long as no
+ * host is attached: before serving it again, wait for the host (e.g. the
+ * port's sysfs/udev notification), or this returns 0 at once. */
 int ttrpc_server_serve_fd(ttrpc_server *s, int fd, cc_error **ret_err);
 
 /* Accept loop on a listening socket (unix or vsock): every connection is
  * served on its own thread. Returns -ECANCELED after ttrpc_server_shutdown(),
  * once all connection threads have finished, or a negative errno if accept
- * fails hard. Does not close listen_fd. */
+ * fails hard. Switches listen_fd to O_NONBLOCK; does not close it. */
 int ttrpc_server_serve_listener(ttrpc_server *s, int listen_fd, cc_error **ret_err);
 
 /* Makes every serve loop of this server return -ECANCELED, promptly; later
