@@ -29,6 +29,7 @@ typedef struct parser {
         cc_error **ret_err;
         size_t n_values;
         cc_toml_value *root, *cur;
+        char *cur_path; /* display form of the current [header]; NULL at the root */
 } parser;
 
 /* One component of a key while parsing. */
@@ -514,16 +515,19 @@ static int parse_key(parser *ps, key_part *parts, size_t *ret_n)
         return 0;
 }
 
-/* "a.b.\"c d\"" for messages: the first n parts, quoted where needed. */
-static char *key_display(key_part *parts, size_t n)
+/* "a.b.\"c d\"" for messages: prefix (if any), then the first n parts,
+ * quoted where needed. */
+static char *key_display(const char *prefix, key_part *parts, size_t n)
 {
         char *s = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&s, &len);
         if (!f)
                 abort();
+        if (prefix)
+                fputs(prefix, f);
         for (size_t i = 0; i < n; i++) {
-                if (i)
+                if (i || prefix)
                         fputc('.', f);
                 cc_toml_write_key(f, parts[i].s);
         }
@@ -737,6 +741,10 @@ static int parse_header(parser *ps)
                 return perr(ps, "expected ']' at end of table header");
         }
         advance(ps);
+        /* Names for messages, built before table_add() takes the parts. */
+        char *names[CC_TOML_MAX_KEY_PARTS];
+        for (size_t i = 0; i < n; i++)
+                names[i] = key_display(NULL, parts, i + 1);
 
         cc_toml_value *t = ps->root;
         for (size_t i = 0; i < n; i++) {
@@ -744,27 +752,22 @@ static int parse_header(parser *ps)
                 bool last = i + 1 == n;
                 if (!e) {
                         cc_toml_value *nt = value_new(ps, CC_TOML_TABLE, hline, hcol);
-                        if (!nt) {
-                                key_parts_free(parts, n);
-                                return -EINVAL;
-                        }
+                        if (!nt)
+                                goto fail;
                         nt->table.origin = last ? ORIGIN_HEADER : ORIGIN_IMPLICIT;
                         e = table_add(ps, t, &parts[i], nt);
-                        if (!e) {
-                                key_parts_free(parts, n);
-                                return -EINVAL;
-                        }
+                        if (!e)
+                                goto fail;
                 } else if (e->value->type != CC_TOML_TABLE) {
-                        _cleanup_free_ char *k = key_display(parts, i + 1);
-                        key_parts_free(parts, n);
-                        return perr_at(ps, -EINVAL, hline, hcol, "key '%s' is already defined as %s %s", k,
-                                       e->value->type == CC_TOML_INTEGER || e->value->type == CC_TOML_ARRAY ? "an" : "a",
-                                       cc_toml_type_name(e->value->type));
+                        perr_at(ps, -EINVAL, hline, hcol, "key '%s' is already defined as %s %s", names[i],
+                                e->value->type == CC_TOML_INTEGER || e->value->type == CC_TOML_ARRAY ? "an" : "a",
+                                cc_toml_type_name(e->value->type));
+                        goto fail;
                 } else if (last) {
                         if (e->value->table.origin != ORIGIN_IMPLICIT) {
-                                _cleanup_free_ char *k = key_display(parts, n);
-                                key_parts_free(parts, n);
-                                return perr_at(ps, -EINVAL, hline, hcol, "table '%s' is defined more than once", k);
+                                perr_at(ps, -EINVAL, hline, hcol, "table '%s' is defined more than once",
+                                        names[n - 1]);
+                                goto fail;
                         }
                         e->value->table.origin = ORIGIN_HEADER;
                         e->value->line = hline;
@@ -772,9 +775,18 @@ static int parse_header(parser *ps)
                 }
                 t = e->value;
         }
+        free(ps->cur_path);
+        ps->cur_path = TAKE_PTR(names[n - 1]);
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
         key_parts_free(parts, n);
         ps->cur = t;
         return 0;
+fail:
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        key_parts_free(parts, n);
+        return -EINVAL;
 }
 
 static int parse_keyval(parser *ps)
@@ -798,6 +810,9 @@ static int parse_keyval(parser *ps)
                 return r;
         }
 
+        char *names[CC_TOML_MAX_KEY_PARTS];
+        for (size_t i = 0; i < n; i++)
+                names[i] = key_display(ps->cur_path, parts, i + 1);
         cc_toml_value *t = ps->cur;
         for (size_t i = 0; i + 1 < n; i++) {
                 cc_toml_entry *e = table_find(t, parts[i].s);
@@ -810,29 +825,31 @@ static int parse_keyval(parser *ps)
                         if (!e)
                                 goto fail;
                 } else if (e->value->type != CC_TOML_TABLE) {
-                        _cleanup_free_ char *k = key_display(parts, i + 1);
-                        perr_at(ps, -EINVAL, kline, kcol, "key '%s' is already defined as %s %s", k,
+                        perr_at(ps, -EINVAL, kline, kcol, "key '%s' is already defined as %s %s", names[i],
                                 e->value->type == CC_TOML_INTEGER || e->value->type == CC_TOML_ARRAY ? "an" : "a",
                                 cc_toml_type_name(e->value->type));
                         goto fail;
                 } else if (e->value->table.origin != ORIGIN_DOTTED) {
-                        _cleanup_free_ char *k = key_display(parts, i + 1);
                         perr_at(ps, -EINVAL, kline, kcol,
-                                "table '%s' is defined by a [header] and cannot be extended with dotted keys", k);
+                                "table '%s' is defined by a [header] and cannot be extended with dotted keys",
+                                names[i]);
                         goto fail;
                 }
                 t = e->value;
         }
         if (table_find(t, parts[n - 1].s)) {
-                _cleanup_free_ char *k = key_display(parts, n);
-                perr_at(ps, -EINVAL, kline, kcol, "duplicate key '%s'", k);
+                perr_at(ps, -EINVAL, kline, kcol, "duplicate key '%s'", names[n - 1]);
                 goto fail;
         }
         if (!table_add(ps, t, &parts[n - 1], TAKE_PTR(v)))
                 goto fail;
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
         key_parts_free(parts, n);
         return 0;
 fail:
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
         cc_toml_free(v);
         key_parts_free(parts, n);
         return -EINVAL;
@@ -876,9 +893,12 @@ cc_toml_value *cc_toml_parse(const char *data, size_t len, const char *name, cc_
                         r = parse_header(&ps) < 0 ? -1 : end_of_line(&ps);
                 else
                         r = parse_keyval(&ps) < 0 ? -1 : end_of_line(&ps);
-                if (r < 0)
+                if (r < 0) {
+                        free(ps.cur_path);
                         return NULL;
+                }
         }
+        free(ps.cur_path);
         return TAKE_PTR(root);
 }
 

@@ -164,15 +164,16 @@ typedef struct err_case {
 
 static const err_case err_cases[] = {
         {"a = 1\na = 2\n", -EINVAL, "t.toml:2:1: ", "duplicate key 'a'"},
-        {"[t]\n\"x.y\" = 1\n'x.y' = 2\n", -EINVAL, "t.toml:3:1: ", "duplicate key '\"x.y\"'"},
+        {"[t]\n\"x.y\" = 1\n'x.y' = 2\n", -EINVAL, "t.toml:3:1: ", "duplicate key 't.\"x.y\"'"},
         {"[a]\n[a]\n", -EINVAL, "t.toml:2:1: ", "table 'a' is defined more than once"},
         {"[a.\"b c\"]\n[ a . 'b c' ]\n", -EINVAL, "t.toml:2:1: ", "table 'a.\"b c\"' is defined more than once"},
-        {"[a.b]\n[a]\nb = 1\n", -EINVAL, "t.toml:3:1: ", "duplicate key 'b'"},
+        {"[a.b]\n[a]\nb = 1\n", -EINVAL, "t.toml:3:1: ", "duplicate key 'a.b'"},
         {"a = 1\n[a]\n", -EINVAL, "t.toml:2:1: ", "key 'a' is already defined as an integer"},
         {"a = 1\n[a.b]\n", -EINVAL, "t.toml:2:1: ", "key 'a' is already defined as an integer"},
         {"a.b = 1\n[a]\n", -EINVAL, "t.toml:2:1: ", "table 'a' is defined more than once"},
         {"[a]\nb.c = 1\n[a.b]\n", -EINVAL, "t.toml:3:1: ", "table 'a.b' is defined more than once"},
-        {"[a.b]\n[a]\nb.c = 1\n", -EINVAL, "t.toml:3:1: ", "cannot be extended with dotted keys"},
+        {"[a.b]\n[a]\nb.c = 1\n", -EINVAL, "t.toml:3:1: ", "table 'a.b' is defined by a [header] and cannot be extended"},
+        {"[s.\"t u\"]\nx.y = 1\nx . y = 2\n", -EINVAL, "t.toml:3:1: ", "duplicate key 's.\"t u\".x.y'"},
         {"a = 1\na.b = 2\n", -EINVAL, "t.toml:2:1: ", "key 'a' is already defined as an integer"},
         {"x = \"s\"\nx.y = 2\n", -EINVAL, "t.toml:2:1: ", "already defined as a string"},
         /* unsupported features */
