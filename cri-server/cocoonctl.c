@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.pb-c.h"
 #include "api.pb-c.h"
 #include "common/cleanup.h"
 #include "cri-server/grpc-client.h"
@@ -17,6 +18,8 @@
 #define DEFAULT_ADDRESS "unix:///run/cocoon/cocoon.sock"
 
 typedef struct ctl {
+        int argc;     /* the command's own arguments (after COMMAND) */
+        char **argv;
         const char *address;
         int timeout_ms;
         bool json;
@@ -29,7 +32,12 @@ static void usage(FILE *f)
                 "Usage: cocoonctl [OPTIONS] COMMAND\n\n"
                 "Commands:\n"
                 "  version      client and daemon versions\n"
-                "  info         runtime status: conditions, handlers, checks, effective config\n\n"
+                "  info         runtime status: conditions, handlers, checks, effective config\n"
+                "  image import [--name REPO] PATH\n"
+                "               load an OCI image layout (directory or tar) into cocoond's store\n"
+                "  image ls     list images\n"
+                "  image rm IMAGE...\n"
+                "               remove images (by id, tag or digest)\n\n"
                 "Options:\n"
                 "  -a, --address ADDR   cocoond socket (default " DEFAULT_ADDRESS ",\n"
                 "                       or $COCOON_ADDRESS)\n"
@@ -144,6 +152,119 @@ static int cmd_info(ctl *c)
         return all_ok ? 0 : 3; /* 3: daemon reachable but not ready */
 }
 
+static int cmd_image_import(ctl *c)
+{
+        const char *name = NULL, *path = NULL;
+        for (int i = 1; i < c->argc; i++) {
+                if (strcmp(c->argv[i], "--name") == 0 && i + 1 < c->argc)
+                        name = c->argv[++i];
+                else if (!path && c->argv[i][0] != '-')
+                        path = c->argv[i];
+                else {
+                        fprintf(stderr, "cocoonctl: image import: unexpected argument '%s'\n", c->argv[i]);
+                        return 2;
+                }
+        }
+        if (!path) {
+                fprintf(stderr, "cocoonctl: image import: PATH missing\n");
+                return 2;
+        }
+        _cleanup_free_ char *abs = realpath(path, NULL);
+        if (!abs) {
+                fprintf(stderr, "cocoonctl: image import: %s: %s\n", path, strerror(errno));
+                return 1;
+        }
+        Cocoon__Admin__V1__ImportImageRequest req = COCOON__ADMIN__V1__IMPORT_IMAGE_REQUEST__INIT;
+        req.path = abs;
+        req.name = (char *)(name ? name : "");
+        Cocoon__Admin__V1__ImportImageResponse *resp = NULL;
+        if (call(c, "/cocoon.admin.v1.Admin/ImportImage", &req.base,
+                 &cocoon__admin__v1__import_image_response__descriptor, (ProtobufCMessage **)&resp) < 0)
+                return 1;
+        for (size_t i = 0; i < resp->n_image_ids; i++)
+                printf("%s\n", resp->image_ids[i]);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return 0;
+}
+
+static int cmd_image_ls(ctl *c)
+{
+        Runtime__V1__ListImagesRequest req = RUNTIME__V1__LIST_IMAGES_REQUEST__INIT;
+        Runtime__V1__ListImagesResponse *resp = NULL;
+        if (call(c, "/runtime.v1.ImageService/ListImages", &req.base,
+                 &runtime__v1__list_images_response__descriptor, (ProtobufCMessage **)&resp) < 0)
+                return 1;
+        if (!c->json)
+                printf("%-60s %-15s %s\n", "IMAGE", "IMAGE ID", "SIZE");
+        json_object *arr = json_object_new_array();
+        for (size_t i = 0; i < resp->n_images; i++) {
+                Runtime__V1__Image *im = resp->images[i];
+                const char *id = strncmp(im->id, "sha256:", 7) == 0 ? im->id + 7 : im->id;
+                if (c->json) {
+                        json_object *o = json_object_new_object();
+                        json_object_object_add(o, "id", json_object_new_string(im->id));
+                        json_object *tags = json_object_new_array();
+                        for (size_t t = 0; t < im->n_repo_tags; t++)
+                                json_object_array_add(tags, json_object_new_string(im->repo_tags[t]));
+                        json_object_object_add(o, "repoTags", tags);
+                        json_object_object_add(o, "size", json_object_new_int64((int64_t)im->size));
+                        json_object_array_add(arr, o);
+                        continue;
+                }
+                if (im->n_repo_tags == 0)
+                        printf("%-60s %-15.13s %.1fMB\n", "<none>", id, im->size / 1e6);
+                for (size_t t = 0; t < im->n_repo_tags; t++)
+                        printf("%-60s %-15.13s %.1fMB\n", im->repo_tags[t], id, im->size / 1e6);
+        }
+        if (c->json)
+                printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(arr);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return 0;
+}
+
+static int cmd_image_rm(ctl *c)
+{
+        if (c->argc < 2) {
+                fprintf(stderr, "cocoonctl: image rm: IMAGE missing\n");
+                return 2;
+        }
+        int rc = 0;
+        for (int i = 1; i < c->argc; i++) {
+                Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
+                spec.image = c->argv[i];
+                Runtime__V1__RemoveImageRequest req = RUNTIME__V1__REMOVE_IMAGE_REQUEST__INIT;
+                req.image = &spec;
+                ProtobufCMessage *resp = NULL;
+                if (call(c, "/runtime.v1.ImageService/RemoveImage", &req.base,
+                         &runtime__v1__remove_image_response__descriptor, &resp) < 0) {
+                        rc = 1;
+                        continue;
+                }
+                printf("Deleted: %s\n", c->argv[i]);
+                protobuf_c_message_free_unpacked(resp, NULL);
+        }
+        return rc;
+}
+
+static int cmd_image(ctl *c)
+{
+        if (c->argc < 2) {
+                fprintf(stderr, "cocoonctl: image: import, ls or rm?\n");
+                return 2;
+        }
+        c->argc--;
+        c->argv++;
+        if (strcmp(c->argv[0], "import") == 0)
+                return cmd_image_import(c);
+        if (strcmp(c->argv[0], "ls") == 0 || strcmp(c->argv[0], "list") == 0)
+                return cmd_image_ls(c);
+        if (strcmp(c->argv[0], "rm") == 0 || strcmp(c->argv[0], "remove") == 0)
+                return cmd_image_rm(c);
+        fprintf(stderr, "cocoonctl: image: unknown subcommand '%s'\n", c->argv[0]);
+        return 2;
+}
+
 int main(int argc, char **argv)
 {
         enum { OPT_JSON = 256 };
@@ -194,6 +315,10 @@ int main(int argc, char **argv)
                 fn = cmd_version;
         else if (strcmp(cmd, "info") == 0)
                 fn = cmd_info;
+        else if (strcmp(cmd, "image") == 0 || strcmp(cmd, "images") == 0)
+                fn = cmd_image;
+        c.argc = argc - optind;
+        c.argv = argv + optind;
         if (!fn) {
                 fprintf(stderr, "cocoonctl: unknown command '%s'\n", cmd);
                 usage(stderr);

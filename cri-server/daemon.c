@@ -11,6 +11,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "image/unpack.h"
 
 static char *runtime_config_path(const cocoon_daemon *d)
 {
@@ -30,6 +31,13 @@ int cocoon_daemon_init(cocoon_daemon *d, cc_config *cfg, cc_error **ret_err)
                 return cc_error_prefix(ret_err, "root directory");
         if (cc_mkdir_p(cfg->paths.state, 0711, ret_err) < 0)
                 return cc_error_prefix(ret_err, "state directory");
+        if (image_store_open(cfg->paths.root, &d->image_store, ret_err) < 0)
+                return cc_error_prefix(ret_err, "image store");
+        _cleanup_error_ cc_error *tmp_err = NULL;
+        if (image_layer_cleanup_tmp(d->image_store, &tmp_err) < 0)
+                log_warn("image store: cleaning interrupted unpacks: %s", tmp_err->msg);
+        if (image_db_open(d->image_store, &d->images, ret_err) < 0)
+                return cc_error_prefix(ret_err, "image records");
 
         /* Reload what UpdateRuntimeConfig persisted. A damaged file is
          * reported and ignored: the kubelet sends the CIDR again. */
@@ -74,6 +82,10 @@ int cocoon_daemon_set_pod_cidr(cocoon_daemon *d, const char *cidr, cc_error **re
 
 void cocoon_daemon_fini(cocoon_daemon *d)
 {
+        image_db_free(d->images);
+        d->images = NULL;
+        image_store_free(d->image_store);
+        d->image_store = NULL;
         free(d->pod_cidr);
         d->pod_cidr = NULL;
         pthread_mutex_destroy(&d->lock);

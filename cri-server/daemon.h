@@ -7,11 +7,15 @@
 #include <time.h>
 
 #include "common/config.h"
+#include "image/images.h"
+#include "image/store.h"
 
 typedef struct cocoon_daemon {
         cc_config *cfg;
         const char *config_source; /* for Status verbose info */
         struct timespec started;    /* CLOCK_REALTIME */
+        image_store *image_store;   /* blobs, unpacked layers (paths.root) */
+        image_db *images;           /* image records */
 
         pthread_mutex_t lock;       /* guards the fields below */
         char *pod_cidr;             /* from UpdateRuntimeConfig, persisted */

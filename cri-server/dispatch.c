@@ -53,19 +53,35 @@ const cri_method cri_methods[] = {
         M("RuntimeService", StreamPodSandboxMetrics, stream_pod_sandbox_metrics_request, stream_pod_sandbox_metrics_response, NULL, true, false),
         M("RuntimeService", RuntimeConfig, runtime_config_request, runtime_config_response, cri_rpc_runtime_config, false, true),
         M("RuntimeService", UpdatePodSandboxResources, update_pod_sandbox_resources_request, update_pod_sandbox_resources_response, NULL, false, false),
-        M("ImageService", ListImages, list_images_request, list_images_response, NULL, false, true),
+        M("ImageService", ListImages, list_images_request, list_images_response, cri_rpc_list_images, false, true),
         M("ImageService", StreamImages, stream_images_request, stream_images_response, NULL, true, false),
-        M("ImageService", ImageStatus, image_status_request, image_status_response, NULL, false, true),
+        M("ImageService", ImageStatus, image_status_request, image_status_response, cri_rpc_image_status, false, true),
         M("ImageService", PullImage, pull_image_request, pull_image_response, NULL, false, false),
-        M("ImageService", RemoveImage, remove_image_request, remove_image_response, NULL, false, false),
-        M("ImageService", ImageFsInfo, image_fs_info_request, image_fs_info_response, NULL, false, true),
+        M("ImageService", RemoveImage, remove_image_request, remove_image_response, cri_rpc_remove_image, false, false),
+        M("ImageService", ImageFsInfo, image_fs_info_request, image_fs_info_response, cri_rpc_image_fs_info, false, true),
 };
 const size_t cri_n_methods = sizeof(cri_methods) / sizeof(cri_methods[0]);
+
+/* cocoon.admin.v1.Admin: cocoonctl's verbs the CRI has no name for. */
+static const cri_method admin_methods[] = {
+        { "Admin", "ImportImage", &cocoon__admin__v1__import_image_request__descriptor,
+          &cocoon__admin__v1__import_image_response__descriptor, cri_rpc_import_image, false, false },
+};
 
 const cri_method *cri_method_lookup(const char *path, bool allow_v1alpha2,
                                     const char **ret_api_version)
 {
         static const char prefix[] = "/runtime.";
+        static const char admin[] = "/cocoon.admin.v1.Admin/";
+        if (path && strncmp(path, admin, sizeof(admin) - 1) == 0) {
+                for (size_t i = 0; i < CC_ARRAY_SIZE(admin_methods); i++)
+                        if (strcmp(admin_methods[i].name, path + sizeof(admin) - 1) == 0) {
+                                if (ret_api_version)
+                                        *ret_api_version = "admin";
+                                return &admin_methods[i];
+                        }
+                return NULL;
+        }
         if (!path || strncmp(path, prefix, sizeof(prefix) - 1) != 0)
                 return NULL;
         const char *p = path + sizeof(prefix) - 1;

@@ -8,6 +8,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 
+#include "admin.pb-c.h"
 #include "api.pb-c.h"
 #include "common/error.h"
 #include "cri-server/daemon.h"
@@ -63,3 +64,8 @@ int cri_rpc_status(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_
 int cri_rpc_runtime_config(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_update_runtime_config(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **,
                                   cc_error **);
+int cri_rpc_list_images(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_image_status(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_remove_image(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_import_image(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_image_fs_info(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
