@@ -12,7 +12,7 @@ BUILD_PKGS=(
   libcmocka-dev zlib1g-dev
 )
 TEST_PKGS=(
-  python3 python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
+  python3 python3-grpcio python3-grpc-tools python3-pytest python3-protobuf python3-websocket
   busybox-static iproute2 iptables procps psmisc
 )
 GUEST_PKGS=(
