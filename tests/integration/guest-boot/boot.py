@@ -240,7 +240,12 @@ def main():
     if accel == "tcg" and args.tsc_khz is None:
         args.tsc_khz = host_tsc_khz(os.path.join(top, "guest", "host-tsc-khz.sh"))
         if args.tsc_khz is None:
-            print("warning: host TSC frequency unknown; booting without tsc_early_khz", file=sys.stderr)
+            # last resort: calibrate against the PIT; measured to hang ~4 boots in 10 under
+            # TCG ("tsc: Unable to calibrate against PIT"), so expect failures
+            print("warning: host TSC frequency unknown; booting without tsc_early_khz, PIT on",
+                  file=sys.stderr)
+            args.machine_opts = ",".join(o for o in args.machine_opts.split(",")
+                                         if o and not o.startswith("pit="))
 
     tmp = tempfile.mkdtemp(prefix="cocoon-guest-boot.")
     passed, failed, results = 0, 0, []
