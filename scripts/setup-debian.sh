@@ -14,6 +14,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   python3 python3-grpcio python3-grpc-tools python3-pytest python3-protobuf python3-websocket
   busybox-static iproute2 iptables procps psmisc
+  clang libclang-rt-14-dev
 )
 GUEST_PKGS=(
   # virtiofsd ships inside qemu-system-common on Debian 12 (/usr/lib/qemu/virtiofsd)

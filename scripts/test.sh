@@ -5,6 +5,7 @@
 # and exits non-zero if anything failed.
 #   COCOON_SKIP_SETUP=1   don't run apt (packages already present)
 #   COCOON_DISTCHECK=1    also run `make distcheck`
+#   COCOON_FUZZ_SECONDS=N also run each libFuzzer target for N seconds
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -53,14 +54,23 @@ PY
 fi
 [ "$it_rc" != 0 ] && [ "$it_fail" = 0 ] && it_fail=1
 
+# libFuzzer targets for every parser fed from outside, a bounded run each.
+fuzz_pass=0 fuzz_fail=0
+if [ "${COCOON_FUZZ_SECONDS:-0}" -gt 0 ] && command -v clang >/dev/null; then
+  if bash tests/fuzz/run.sh build "$COCOON_FUZZ_SECONDS" >build/fuzz.out 2>&1; then :; fi
+  grep -E '^(PASS|FAIL):' build/fuzz.out || true
+  read -r fuzz_pass fuzz_fail < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' build/fuzz.out | tail -1)
+  fuzz_pass=${fuzz_pass:-0} fuzz_fail=${fuzz_fail:-1}
+fi
+
 dist_fail=0
 if [ "${COCOON_DISTCHECK:-0}" = 1 ]; then
   (cd build && make -j"$jobs" distcheck >distcheck.out 2>&1) || { tail -40 build/distcheck.out; dist_fail=1; }
 fi
 
-passed=$(( unit_pass + it_pass ))
-failed=$(( unit_fail + it_fail + dist_fail ))
+passed=$(( unit_pass + it_pass + fuzz_pass ))
+failed=$(( unit_fail + it_fail + dist_fail + fuzz_fail ))
 echo
-echo "unit: ${unit_pass} passed, ${unit_fail} failed; integration: ${it_pass} passed, ${it_fail} failed"
+echo "unit: ${unit_pass} passed, ${unit_fail} failed; integration: ${it_pass} passed, ${it_fail} failed; fuzz: ${fuzz_pass} passed, ${fuzz_fail} failed"
 echo "${passed} passed, ${failed} failed"
 [ "$failed" = 0 ]
