@@ -4,8 +4,8 @@
 # integration tests against the real daemon. Prints "N passed, M failed" last
 # and exits non-zero if anything failed.
 #   COCOON_SKIP_SETUP=1   don't run apt (packages already present)
-#   COCOON_DISTCHECK=1    also run `make distcheck`
-#   COCOON_FUZZ_SECONDS=N also run each libFuzzer target for N seconds
+#   COCOON_DISTCHECK=0    skip `make distcheck`
+#   COCOON_FUZZ_SECONDS=N run each libFuzzer target for N seconds (default 20, 0 = skip)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -56,7 +56,7 @@ fi
 
 # libFuzzer targets for every parser fed from outside, a bounded run each.
 fuzz_pass=0 fuzz_fail=0
-if [ "${COCOON_FUZZ_SECONDS:-0}" -gt 0 ] && command -v clang >/dev/null; then
+if [ "${COCOON_FUZZ_SECONDS:-20}" -gt 0 ] && command -v clang >/dev/null; then
   if bash tests/fuzz/run.sh build "$COCOON_FUZZ_SECONDS" >build/fuzz.out 2>&1; then :; fi
   grep -E '^(PASS|FAIL):' build/fuzz.out || true
   read -r fuzz_pass fuzz_fail < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' build/fuzz.out | tail -1)
@@ -64,7 +64,7 @@ if [ "${COCOON_FUZZ_SECONDS:-0}" -gt 0 ] && command -v clang >/dev/null; then
 fi
 
 dist_fail=0
-if [ "${COCOON_DISTCHECK:-0}" = 1 ]; then
+if [ "${COCOON_DISTCHECK:-1}" = 1 ]; then
   (cd build && make -j"$jobs" distcheck >distcheck.out 2>&1) || { tail -40 build/distcheck.out; dist_fail=1; }
 fi
 
