@@ -56,8 +56,9 @@ fi
 
 # libFuzzer targets for every parser fed from outside, a bounded run each.
 fuzz_pass=0 fuzz_fail=0
-if [ "${COCOON_FUZZ_SECONDS:-20}" -gt 0 ] && command -v clang >/dev/null; then
-  if bash tests/fuzz/run.sh build "$COCOON_FUZZ_SECONDS" >build/fuzz.out 2>&1; then :; fi
+fuzz_secs=${COCOON_FUZZ_SECONDS:-20}
+if [ "$fuzz_secs" -gt 0 ] && command -v clang >/dev/null; then
+  if bash tests/fuzz/run.sh build "$fuzz_secs" >build/fuzz.out 2>&1; then :; fi
   grep -E '^(PASS|FAIL):' build/fuzz.out || true
   read -r fuzz_pass fuzz_fail < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' build/fuzz.out | tail -1)
   fuzz_pass=${fuzz_pass:-0} fuzz_fail=${fuzz_fail:-1}
