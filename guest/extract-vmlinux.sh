@@ -21,7 +21,7 @@ die() { echo "$me: $*" >&2; exit 1; }
 
 case $# in
 1) out=$1
-   img=$(ls -1 /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n 1)
+   img=$(for f in /boot/vmlinuz-*-cloud-amd64; do [ -f "$f" ] && echo "$f"; done | sort -V | tail -n 1)
    [ -n "$img" ] || die "no /boot/vmlinuz-*-cloud-amd64 found (apt-get install linux-image-cloud-amd64)" ;;
 2) img=$1; out=$2 ;;
 *) echo "usage: $me [BZIMAGE] OUTPUT" >&2; exit 2 ;;

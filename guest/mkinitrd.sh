@@ -27,7 +27,7 @@ die() { echo "$me: $*" >&2; exit 1; }
 DEFAULT_MODULES="virtio_mmio virtio_pci virtio_console vsock vmw_vsock_virtio_transport
 virtiofs virtio_net virtio_blk overlay"
 
-kver= moddir= modules=$DEFAULT_MODULES
+kver='' moddir='' modules=$DEFAULT_MODULES
 while getopts k:d:m:a: opt; do
 	case $opt in
 	k) kver=$OPTARG ;;
@@ -45,7 +45,7 @@ if [ -z "$kver" ]; then
 	if [ -n "$moddir" ]; then
 		kver=${moddir%/}; kver=${kver##*/}
 	else
-		kver=$(ls -1 /lib/modules 2>/dev/null | grep -- '-cloud-amd64$' | sort -V | tail -n 1)
+		kver=$(for d in /lib/modules/*-cloud-amd64; do [ -d "$d" ] && echo "${d##*/}"; done | sort -V | tail -n 1)
 		[ -n "$kver" ] || die "no /lib/modules/*-cloud-amd64 (apt-get install linux-image-cloud-amd64), use -k"
 	fi
 fi
@@ -53,7 +53,7 @@ case $kver in */*|.*|'') die "bad kernel release '$kver'" ;; esac
 [ -n "$moddir" ] || moddir=/lib/modules/$kver
 [ -r "$moddir/modules.dep" ] || die "no $moddir/modules.dep"
 
-[ -f "$init" ] && [ -r "$init" ] || die "cannot read init binary '$init'"
+{ [ -f "$init" ] && [ -r "$init" ]; } || die "cannot read init binary '$init'"
 command -v readelf >/dev/null 2>&1 || die "'readelf' is required"
 [ "$(od -A n -t x1 -N 4 "$init" | tr -d ' \n')" = 7f454c46 ] || die "'$init' is not an ELF binary"
 if readelf -lW "$init" 2>/dev/null | grep -q 'program interpreter'; then

@@ -21,8 +21,8 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || skip "qemu-system-x86_64 not in
 command -v gcc >/dev/null 2>&1 || skip "gcc not installed"
 [ -x /usr/bin/python3 ] || skip "/usr/bin/python3 not installed"
 
-kver=${COCOON_GUEST_KVER:-$(ls -1 /lib/modules 2>/dev/null | grep -e '-cloud-amd64$' | sort -V | tail -n 1)}
-[ -n "$kver" ] && [ -r "/boot/vmlinuz-$kver" ] ||
+kver=${COCOON_GUEST_KVER:-$(for d in /lib/modules/*-cloud-amd64; do [ -d "$d" ] && echo "${d##*/}"; done | sort -V | tail -n 1)}
+{ [ -n "$kver" ] && [ -r "/boot/vmlinuz-$kver" ]; } ||
 	skip "no Debian cloud kernel (apt-get install linux-image-cloud-amd64)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cocoon-guest-test.XXXXXX")
