@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Capabilities by name -> bit masks (in the agent), and applying the five
+ * sets in the child with prctl(2)/capset(2): no libcap. */
+#include <errno.h>
+#include <linux/capability.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "common/cleanup.h"
+
+static const char *const cap_names[] = {
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+};
+
+int agent_caps_parse(char **names, size_t n, uint64_t *ret_mask, cc_error **ret_err)
+{
+        uint64_t mask = 0;
+        if (n > 256)
+                return cc_error_set(ret_err, -EINVAL, "too many capabilities (%zu)", n);
+        for (size_t i = 0; i < n; i++) {
+                const char *s = names[i];
+                if (strncasecmp(s, "CAP_", 4) == 0)
+                        s += 4;
+                size_t j;
+                for (j = 0; j < CC_ARRAY_SIZE(cap_names); j++)
+                        if (strcasecmp(s, cap_names[j]) == 0)
+                                break;
+                if (j == CC_ARRAY_SIZE(cap_names))
+                        return cc_error_set(ret_err, -EINVAL, "unknown capability '%.64s'", names[i]);
+                mask |= UINT64_C(1) << j;
+        }
+        *ret_mask = mask;
+        return 0;
+}
+
+/* Highest capability the running kernel knows (bounding set loop bound). */
+static int cap_last_cap(void)
+{
+        for (int c = 63; c >= 0; c--)
+                if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0)
+                        return c;
+        return CAP_LAST_CAP;
+}
+
+/* caps: bounding, effective, permitted, inheritable, ambient. Called in the
+ * child after the uid switch (with PR_SET_KEEPCAPS set). Async-signal-safe. */
+int agent_caps_apply(const uint64_t caps[5])
+{
+        int last = cap_last_cap();
+        for (int c = 0; c <= last; c++)
+                if (!(caps[0] & (UINT64_C(1) << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
+                    errno != EINVAL)
+                        return -errno;
+
+        struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+        struct __user_cap_data_struct data[2];
+        memset(data, 0, sizeof(data));
+        for (int i = 0; i < 2; i++) {
+                data[i].effective = (uint32_t)(caps[1] >> (32 * i));
+                data[i].permitted = (uint32_t)(caps[2] >> (32 * i));
+                data[i].inheritable = (uint32_t)(caps[3] >> (32 * i));
+        }
+        if (syscall(SYS_capset, &hdr, data) < 0)
+                return -errno;
+
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+                return -errno;
+        for (int c = 0; c <= last && c < 64; c++)
+                if ((caps[4] & (UINT64_C(1) << c)) &&
+                    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+                        /* ambient needs the cap permitted and inheritable:
+                         * runc ignores failures the same way */
+                        continue;
+        return 0;
+}
