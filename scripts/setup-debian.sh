@@ -18,7 +18,7 @@ TEST_PKGS=(
 )
 GUEST_PKGS=(
   # virtiofsd ships inside qemu-system-common on Debian 12 (/usr/lib/qemu/virtiofsd)
-  qemu-system-x86 linux-image-cloud-amd64 cpio kmod
+  qemu-system-x86 linux-image-cloud-amd64 cpio kmod lz4
 )
 PEER_PKGS=(
   containerd runc skopeo docker-registry containernetworking-plugins
