@@ -199,6 +199,8 @@ read_mem() { # WHEN
                 kill -0 "$pid" 2>/dev/null || die "$d (pid $pid) died"
                 MEM[$d/$1/rss]=$(mem_kib "$pid" VmRSS)
                 MEM[$d/$1/pss]=$(mem_kib "$pid" Pss)
+                MEM[$d/$1/anon]=$(mem_kib "$pid" RssAnon)
+                MEM[$d/$1/file]=$(mem_kib "$pid" RssFile)
                 MEM[$d/$1/threads]=$(mem_kib "$pid" Threads)
         done
 }
@@ -210,6 +212,8 @@ echo "   $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(uname -sr)  $(nproc) CPUs" \
         "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
 echo "   $COCOON_VERSION (pid $COCOON_PID)"
 echo "   $CTR_VERSION (pid $CTR_PID)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "   load average at start: $LOAD_START"
 echo "   per run: ${WARMUP}s warmup + ${DURATION}s measured; closed loop, one connection per client thread"
 [ -z "$DAEMON_CPUS$CLIENT_CPUS" ] ||
         echo "   pinned: daemons on CPUs '${DAEMON_CPUS:-any}', client on CPUs '${CLIENT_CPUS:-any}'"
@@ -243,6 +247,18 @@ run_one() { # DAEMON METHOD CONC
         done
 }
 
+# CPU accounting for the noise check: machine busy ticks (steal included) vs.
+# ticks of the daemons and of this script's children (the clients).
+cpu_snapshot() {
+        local own=0 pid
+        for pid in "$COCOON_PID" "$CTR_PID"; do
+                own=$((own + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+        done
+        own=$((own + $(awk '{ print $16 + $17 }' "/proc/$$/stat")))
+        echo "$(date +%s%N) $(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat) $own"
+}
+OTHER_START=$(cpu_snapshot)
+
 echo "== runs"
 for m in $METHODS; do
         for c in $CONCURRENCY; do
@@ -256,6 +272,19 @@ sleep "$IDLE_WAIT"
 read_mem load
 
 # ---- report ------------------------------------------------------------------
+OTHER_END=$(cpu_snapshot)
+read -r other_pct other_s <<<"$(awk -v a="$OTHER_START" -v b="$OTHER_END" -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" '
+        BEGIN { split(a, x, " "); split(b, y, " ")
+                wall = (y[1] - x[1]) / 1e9; other = ((y[2] - x[2]) - (y[3] - x[3])) / hz
+                if (other < 0) other = 0
+                printf "%.0f %.1f", 100 * other / (wall * n), other }')"
+echo "== other load: processes outside this benchmark used ${other_s} CPU-s (${other_pct}% of the" \
+        "$(nproc) CPUs) during the runs; load average $(cut -d' ' -f1-3 /proc/loadavg) (start $LOAD_START)"
+if [ "$other_pct" -ge 10 ]; then
+        echo "WARNING: other work competed with this benchmark: calls/s and latencies are noisy;" \
+                "CPU per call much less so"
+fi
+echo
 lat() { # microseconds -> "123us" / "1.23ms"
         awk -v u="$1" 'BEGIN { if (u < 1000) printf "%.0fus", u; else printf "%.2fms", u / 1000 }'
 }
@@ -315,11 +344,14 @@ for m in $METHODS; do
 done
 echo
 
-echo "== memory (idle ${IDLE_WAIT}s: after startup, and after the load above)"
+echo "== memory (idle ${IDLE_WAIT}s: after startup, and after the load above;"
+echo "   RssFile is mapped library/binary text, RssAnon the process's own heap and stacks)"
 printf '%-22s %14s %14s\n' "" cocoond containerd
 for w in start load; do
         printf '%-22s %14s %14s\n' "VmRSS ($w)" "$(mib "${MEM[cocoond/$w/rss]}")" "$(mib "${MEM[containerd/$w/rss]}")"
         printf '%-22s %14s %14s\n' "PSS ($w)" "$(mib "${MEM[cocoond/$w/pss]}")" "$(mib "${MEM[containerd/$w/pss]}")"
+        printf '%-22s %14s %14s\n' "  RssAnon ($w)" "$(mib "${MEM[cocoond/$w/anon]}")" "$(mib "${MEM[containerd/$w/anon]}")"
+        printf '%-22s %14s %14s\n' "  RssFile ($w)" "$(mib "${MEM[cocoond/$w/file]}")" "$(mib "${MEM[containerd/$w/file]}")"
         printf '%-22s %14s %14s\n' "threads ($w)" "${MEM[cocoond/$w/threads]}" "${MEM[containerd/$w/threads]}"
 done
 echo
@@ -353,6 +385,16 @@ if [ "$n" = 0 ]; then
 else
         echo "cocoond p99 < 2 ms at 64 clients:$detail -> $(met $ok)"
 fi
+
+detail=""
+for m in $METHODS; do
+        for c in $CONCURRENCY; do
+                [ "${R[cocoond/$m/$c/status]}" = ok ] && [ "${R[containerd/$m/$c/status]}" = ok ] || continue
+                detail+=" $m/$c=$(awk -v a="${R[containerd/$m/$c/server_us_per_call]}" \
+                        -v b="${R[cocoond/$m/$c/server_us_per_call]}" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')"
+        done
+done
+echo "(informational) server CPU per call, containerd / cocoond:${detail:- n/a}"
 
 ok=1
 for w in start load; do
