@@ -38,6 +38,8 @@ int cocoon_daemon_init(cocoon_daemon *d, cc_config *cfg, cc_error **ret_err)
                 log_warn("image store: cleaning interrupted unpacks: %s", tmp_err->msg);
         if (image_db_open(d->image_store, &d->images, ret_err) < 0)
                 return cc_error_prefix(ret_err, "image records");
+        if (image_registry_global_init(ret_err) < 0 || image_token_cache_new(&d->tokens, ret_err) < 0)
+                return cc_error_prefix(ret_err, "registry client");
 
         /* Reload what UpdateRuntimeConfig persisted. A damaged file is
          * reported and ignored: the kubelet sends the CIDR again. */
@@ -82,6 +84,8 @@ int cocoon_daemon_set_pod_cidr(cocoon_daemon *d, const char *cidr, cc_error **re
 
 void cocoon_daemon_fini(cocoon_daemon *d)
 {
+        image_token_cache_free(d->tokens);
+        d->tokens = NULL;
         image_db_free(d->images);
         d->images = NULL;
         image_store_free(d->image_store);

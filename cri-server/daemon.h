@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "image/images.h"
+#include "image/registry.h"
 #include "image/store.h"
 
 typedef struct cocoon_daemon {
@@ -16,6 +17,7 @@ typedef struct cocoon_daemon {
         struct timespec started;    /* CLOCK_REALTIME */
         image_store *image_store;   /* blobs, unpacked layers (paths.root) */
         image_db *images;           /* image records */
+        image_token_cache *tokens;  /* registry bearer tokens, shared by pulls */
 
         pthread_mutex_t lock;       /* guards the fields below */
         char *pod_cidr;             /* from UpdateRuntimeConfig, persisted */

@@ -56,7 +56,7 @@ const cri_method cri_methods[] = {
         M("ImageService", ListImages, list_images_request, list_images_response, cri_rpc_list_images, false, true),
         M("ImageService", StreamImages, stream_images_request, stream_images_response, NULL, true, false),
         M("ImageService", ImageStatus, image_status_request, image_status_response, cri_rpc_image_status, false, true),
-        M("ImageService", PullImage, pull_image_request, pull_image_response, NULL, false, false),
+        M("ImageService", PullImage, pull_image_request, pull_image_response, cri_rpc_pull_image, false, false),
         M("ImageService", RemoveImage, remove_image_request, remove_image_response, cri_rpc_remove_image, false, false),
         M("ImageService", ImageFsInfo, image_fs_info_request, image_fs_info_response, cri_rpc_image_fs_info, false, true),
 };

@@ -67,5 +67,6 @@ int cri_rpc_update_runtime_config(cri_ctx *, const ProtobufCMessage *, ProtobufC
 int cri_rpc_list_images(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_image_status(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_remove_image(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_pull_image(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_import_image(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_image_fs_info(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);

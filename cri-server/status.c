@@ -17,6 +17,8 @@ int cri_status_from_errno(int e)
         case EDOM:
         case EILSEQ:
         case EPROTO:
+        case EPROTONOSUPPORT:
+        case EMEDIUMTYPE:
                 return CRI_INVALID_ARGUMENT;
         case ETIMEDOUT:
         case ETIME:

@@ -15,7 +15,7 @@ import pytest
 from conftest import Daemon, binary, pb, pb_alpha, pb_alpha_grpc, pb_grpc
 
 IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig",
-               "ListImages", "ImageStatus", "RemoveImage", "ImageFsInfo"}
+               "ListImages", "ImageStatus", "RemoveImage", "ImageFsInfo", "PullImage"}
 
 
 def test_version(daemon):
