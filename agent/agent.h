@@ -116,6 +116,7 @@ int agent_rpc_register(ttrpc_server *s, cc_error **ret_err);
 void agent_rpc_register_containers(ttrpc_server *s);
 void agent_rpc_register_processes(ttrpc_server *s);
 void agent_rpc_register_misc(ttrpc_server *s);
+void agent_rpc_register_net(ttrpc_server *s);
 /* id validation: [A-Za-z0-9_.-]{1,128}, not "." or "..". */
 int agent_validate_id(const char *what, const char *id, cc_error **ret_err);
 /* Relative path without "..", absolute not allowed (confine under a root). */

@@ -244,5 +244,6 @@ int agent_rpc_register(ttrpc_server *s, cc_error **ret_err)
         agent_rpc_register_containers(s);
         agent_rpc_register_processes(s);
         agent_rpc_register_misc(s);
+        agent_rpc_register_net(s);
         return 0;
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -136,6 +137,10 @@ static int setup(void **state)
 
         agent_pid = fork();
         if (agent_pid == 0) {
+                /* its own network namespace: the network RPCs must not
+                 * touch the host's */
+                if (unshare(CLONE_NEWNET) < 0)
+                        _exit(126);
                 int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
                 dup2(fd, 2);
                 char sd[300];
@@ -686,6 +691,81 @@ static void test_malformed_frame(void **state)
         protobuf_c_message_free_unpacked(resp, NULL);
 }
 
+static void test_network(void **state)
+{
+        REQUIRE_AGENT();
+        Grpc__ListInterfacesRequest lr = GRPC__LIST_INTERFACES_REQUEST__INIT;
+        Grpc__Interfaces *ifs = NULL;
+        assert_int_equal(call("ListInterfaces", &lr.base, &grpc__interfaces__descriptor, (ProtobufCMessage **)&ifs), 0);
+        bool lo = false;
+        for (size_t i = 0; i < ifs->n_interfaces; i++)
+                lo |= strcmp(ifs->interfaces[i]->name, "lo") == 0;
+        assert_true(lo);
+        protobuf_c_message_free_unpacked(&ifs->base, NULL);
+
+        Types__IPAddress a = TYPES__IPADDRESS__INIT, *ap[] = { &a };
+        a.address = (char *)"10.9.8.7";
+        a.mask = (char *)"24";
+        Types__Interface ifc = TYPES__INTERFACE__INIT;
+        ifc.name = (char *)"lo";
+        ifc.ipaddresses = ap;
+        ifc.n_ipaddresses = 1;
+        ifc.mtu = 9000;
+        Grpc__UpdateInterfaceRequest ur = GRPC__UPDATE_INTERFACE_REQUEST__INIT;
+        ur.interface = &ifc;
+        Types__Interface *got = NULL;
+        assert_int_equal(call("UpdateInterface", &ur.base, &types__interface__descriptor, (ProtobufCMessage **)&got), 0);
+        assert_int_equal(got->mtu, 9000);
+        assert_true(got->raw_flags & 1); /* IFF_UP */
+        bool found = false;
+        for (size_t i = 0; i < got->n_ipaddresses; i++)
+                found |= strcmp(got->ipaddresses[i]->address, "10.9.8.7") == 0 &&
+                         strcmp(got->ipaddresses[i]->mask, "24") == 0;
+        assert_true(found);
+        protobuf_c_message_free_unpacked(&got->base, NULL);
+        a.address = (char *)"10.9.8.777";
+        assert_int_equal(call("UpdateInterface", &ur.base, &types__interface__descriptor, NULL),
+                         TTRPC_CODE_INVALID_ARGUMENT);
+        a.address = (char *)"10.9.8.7";
+        ifc.name = (char *)"nosuch0";
+        assert_int_equal(call("UpdateInterface", &ur.base, &types__interface__descriptor, NULL), TTRPC_CODE_NOT_FOUND);
+
+        Types__Route rt = TYPES__ROUTE__INIT, *rp[] = { &rt };
+        rt.dest = (char *)"10.20.0.0/16";
+        rt.gateway = (char *)"10.9.8.1";
+        rt.device = (char *)"lo";
+        Grpc__Routes routes = GRPC__ROUTES__INIT;
+        routes.routes = rp;
+        routes.n_routes = 1;
+        Grpc__UpdateRoutesRequest urr = GRPC__UPDATE_ROUTES_REQUEST__INIT;
+        urr.routes = &routes;
+        assert_int_equal(call("UpdateRoutes", &urr.base, &grpc__routes__descriptor, NULL), 0);
+        Grpc__ListRoutesRequest lrr = GRPC__LIST_ROUTES_REQUEST__INIT;
+        Grpc__Routes *rs = NULL;
+        assert_int_equal(call("ListRoutes", &lrr.base, &grpc__routes__descriptor, (ProtobufCMessage **)&rs), 0);
+        found = false;
+        for (size_t i = 0; i < rs->n_routes; i++)
+                found |= strcmp(rs->routes[i]->dest, "10.20.0.0/16") == 0 &&
+                         strcmp(rs->routes[i]->gateway, "10.9.8.1") == 0 && strcmp(rs->routes[i]->device, "lo") == 0;
+        assert_true(found);
+        protobuf_c_message_free_unpacked(&rs->base, NULL);
+        rt.dest = (char *)"10.20.0.0/33";
+        assert_int_equal(call("UpdateRoutes", &urr.base, &grpc__routes__descriptor, NULL), TTRPC_CODE_INVALID_ARGUMENT);
+
+        Types__ARPNeighbor nb = TYPES__ARPNEIGHBOR__INIT, *np[] = { &nb };
+        Types__IPAddress na = TYPES__IPADDRESS__INIT;
+        na.address = (char *)"10.9.8.2";
+        nb.toipaddress = &na;
+        nb.device = (char *)"lo";
+        nb.lladdr = (char *)"zz:00";
+        Grpc__ARPNeighbors nbs = GRPC__ARPNEIGHBORS__INIT;
+        nbs.arpneighbors = np;
+        nbs.n_arpneighbors = 1;
+        Grpc__AddARPNeighborsRequest ar = GRPC__ADD_ARPNEIGHBORS_REQUEST__INIT;
+        ar.neighbors = &nbs;
+        assert_int_equal(call("AddARPNeighbors", &ar.base, NULL, NULL), TTRPC_CODE_INVALID_ARGUMENT);
+}
+
 static void test_destroy(void **state)
 {
         REQUIRE_AGENT();
@@ -720,6 +800,7 @@ int main(void)
                 cmocka_unit_test(test_memory_oom_stats),
                 cmocka_unit_test(test_pause_resume_remove),
                 cmocka_unit_test(test_invalid),
+                cmocka_unit_test(test_network),
                 cmocka_unit_test(test_malformed_frame),
                 cmocka_unit_test(test_destroy),
         };
