@@ -237,7 +237,7 @@ static int mirror_parse(const char *url, char **ret_base, char **ret_hostport, c
         CURLU *u = curl_url();
         if (!u)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
-        char *host = NULL, *port = NULL, *query = NULL, *user = NULL;
+        char *host = NULL, *port = NULL, *query = NULL, *user = NULL, *base = NULL, *hp = NULL;
         int r = 0;
         if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
             curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
@@ -251,8 +251,7 @@ static int mirror_parse(const char *url, char **ret_base, char **ret_hostport, c
                 goto out;
         }
         curl_url_get(u, CURLUPART_PORT, &port, 0);
-        char *base = strdup(url);
-        char *hp = NULL;
+        base = strdup(url);
         if (base) {
                 size_t n = strlen(base);
                 while (n > 0 && base[n - 1] == '/')
@@ -950,6 +949,51 @@ static int url_escape_append(CURL *e, char **s, const char *key, const char *val
         return 0;
 }
 
+/* The token server's answer → cache. */
+static int token_parse(image_registry *reg, const endpoint *ep, const char *key, const char *scope,
+                       const buf *b, cc_error **ret_err)
+{
+        _cleanup_image_json_ json_object *root = NULL;
+        int r = image_json_parse(b->data, b->len, TOKEN_BODY_MAX, &root, ret_err);
+        if (r < 0)
+                return cc_error_prefix(ret_err, "registry %s: token response", ep->hostport);
+        if (!json_object_is_type(root, json_type_object)) {
+                r = cc_error_set(ret_err, -EINVAL, "registry %s: token response is not an object",
+                                 ep->hostport);
+                return r;
+        }
+        json_object *tok = image_json_member(root, "token");
+        if (!tok || !json_object_is_type(tok, json_type_string) ||
+            json_object_get_string_len(tok) == 0)
+                tok = image_json_member(root, "access_token");
+        if (!tok || !json_object_is_type(tok, json_type_string) ||
+            json_object_get_string_len(tok) == 0 ||
+            (size_t)json_object_get_string_len(tok) > TOKEN_MAX) {
+                r = cc_error_set(ret_err, -EINVAL, "registry %s: token response without a token",
+                                 ep->hostport);
+                return r;
+        }
+        const char *ts = json_object_get_string(tok);
+        for (const char *p = ts; *p; p++)
+                if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+                        r = cc_error_set(ret_err, -EINVAL,
+                                         "registry %s: token contains invalid characters",
+                                         ep->hostport);
+                        return r;
+                }
+        long ttl = TOKEN_DEFAULT_TTL_S;
+        json_object *exp = image_json_member(root, "expires_in");
+        if (exp && json_object_is_type(exp, json_type_int)) {
+                int64_t v = json_object_get_int64(exp);
+                if (v > ttl && v < 7 * 24 * 3600)
+                        ttl = (long)v;
+        }
+        if (token_store(reg->tokens, key, ts, ttl) < 0)
+                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
+        log_debug("registry %s: got a bearer token for %s (ttl %lds)", ep->hostport, scope, ttl);
+        return r;
+}
+
 /* Fetches a bearer token for the challenge and caches it. Called with the
  * cache's fetch lock held. */
 static int token_fetch(image_registry *reg, const endpoint *ep, const challenge *ch,
@@ -966,14 +1010,17 @@ static int token_fetch(image_registry *reg, const endpoint *ep, const challenge 
         bool refresh = a->identity_token && *a->identity_token;
         const char *scope = ch->scope && *ch->scope ? ch->scope : reg->scope;
 
+        buf b = { .max = TOKEN_BODY_MAX };
+        long status = 0;
+        CURLcode rc = CURLE_OK;
+        char *params = NULL, *url = NULL;
+        bool first = true;
+        int r = 0;
         CURL *e = curl_easy_init();
         if (!e)
                 return cc_error_set(ret_err, -ENOMEM, "curl_easy_init failed");
         char errbuf[CURL_ERROR_SIZE] = "";
         set_common_opts(reg, e, errbuf);
-        char *params = NULL, *url = NULL;
-        bool first = true;
-        int r = 0;
         if ((ch->service && url_escape_append(e, &params, "service", ch->service, &first) < 0) ||
             url_escape_append(e, &params, "scope", scope, &first) < 0) {
                 r = cc_error_set(ret_err, -ENOMEM, "out of memory");
@@ -1002,9 +1049,6 @@ static int token_fetch(image_registry *reg, const endpoint *ep, const challenge 
                         curl_easy_setopt(e, CURLOPT_PASSWORD, a->password ? a->password : "");
                 }
         }
-        buf b = { .max = TOKEN_BODY_MAX };
-        long status = 0;
-        CURLcode rc = CURLE_OK;
         for (unsigned attempt = 0;; attempt++) {
                 buf_reset(&b, TOKEN_BODY_MAX, false);
                 rc = easy_perform_bounded(reg, e, &b, &status);
@@ -1045,46 +1089,7 @@ static int token_fetch(image_registry *reg, const endpoint *ep, const challenge 
                                  status);
                 goto out_buf;
         }
-        _cleanup_image_json_ json_object *root = NULL;
-        r = image_json_parse(b.data, b.len, TOKEN_BODY_MAX, &root, ret_err);
-        if (r < 0) {
-                cc_error_prefix(ret_err, "registry %s: token response", ep->hostport);
-                goto out_buf;
-        }
-        if (!json_object_is_type(root, json_type_object)) {
-                r = cc_error_set(ret_err, -EINVAL, "registry %s: token response is not an object",
-                                 ep->hostport);
-                goto out_buf;
-        }
-        json_object *tok = image_json_member(root, "token");
-        if (!tok || !json_object_is_type(tok, json_type_string) ||
-            json_object_get_string_len(tok) == 0)
-                tok = image_json_member(root, "access_token");
-        if (!tok || !json_object_is_type(tok, json_type_string) ||
-            json_object_get_string_len(tok) == 0 ||
-            (size_t)json_object_get_string_len(tok) > TOKEN_MAX) {
-                r = cc_error_set(ret_err, -EINVAL, "registry %s: token response without a token",
-                                 ep->hostport);
-                goto out_buf;
-        }
-        const char *ts = json_object_get_string(tok);
-        for (const char *p = ts; *p; p++)
-                if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-                        r = cc_error_set(ret_err, -EINVAL,
-                                         "registry %s: token contains invalid characters",
-                                         ep->hostport);
-                        goto out_buf;
-                }
-        long ttl = TOKEN_DEFAULT_TTL_S;
-        json_object *exp = image_json_member(root, "expires_in");
-        if (exp && json_object_is_type(exp, json_type_int)) {
-                int64_t v = json_object_get_int64(exp);
-                if (v > ttl && v < 7 * 24 * 3600)
-                        ttl = (long)v;
-        }
-        if (token_store(reg->tokens, key, ts, ttl) < 0)
-                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
-        log_debug("registry %s: got a bearer token for %s (ttl %lds)", ep->hostport, scope, ttl);
+        r = token_parse(reg, ep, key, scope, &b, ret_err);
 out_buf:
         if (b.data)
                 explicit_bzero(b.data, b.len);

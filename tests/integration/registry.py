@@ -226,6 +226,47 @@ class Registry:
             raise AssertionError("skopeo push failed: %s\n%s\nregistry log:\n%s"
                                  % (" ".join(cmd), p.stderr, self.log_text()[-4000:]))
 
+    def push_raw(self, layout_dir, tag, name, dest_tag=None):
+        """Pushes an OCI layout byte for byte over the v2 API (no auth). skopeo
+        compresses uncompressed layers on the way to a registry; this does not."""
+        layout_dir = pathlib.Path(layout_dir)
+        index = json.loads((layout_dir / "index.json").read_text())
+        top = [m for m in index["manifests"]
+               if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag][0]
+
+        def blob(d):
+            return (layout_dir / "blobs" / "sha256" / d[7:]).read_bytes()
+
+        def req(method, path, body=None, headers=None):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            if r.status >= 300:
+                raise AssertionError("%s %s: %d %s" % (method, path, r.status, data[:300]))
+            return r
+
+        def put_blob(d):
+            r = req("POST", "/v2/%s/blobs/uploads/" % name)
+            loc = urllib.parse.urlparse(r.getheader("Location"))
+            q = loc.query + ("&" if loc.query else "") + "digest=" + d
+            req("PUT", "%s?%s" % (loc.path, q), blob(d),
+                {"Content-Type": "application/octet-stream"})
+
+        def put_manifest(desc, ref):
+            m = json.loads(blob(desc["digest"]))
+            if desc["mediaType"].endswith("index.v1+json"):
+                for sub in m["manifests"]:
+                    put_manifest(sub, sub["digest"])
+            else:
+                for d in [m["config"]] + m["layers"]:
+                    put_blob(d["digest"])
+            req("PUT", "/v2/%s/manifests/%s" % (name, ref), blob(desc["digest"]),
+                {"Content-Type": desc["mediaType"]})
+
+        put_manifest(top, dest_tag or tag)
+
 
 class Proxy:
     """Reverse proxy 127.0.0.1:<port> → upstream, recording every request
