@@ -271,13 +271,15 @@ class Registry:
 class Proxy:
     """Reverse proxy 127.0.0.1:<port> → upstream, recording every request
     (method, path, status, Range, whether Authorization was sent, agent) and
-    optionally throttling response bodies to rate bytes/s."""
+    optionally throttling response bodies to rate bytes/s, or answering blob
+    GETs with a 307 to another port (blob storage elsewhere)."""
 
-    def __init__(self, upstream_port, port=None, rate=None):
+    def __init__(self, upstream_port, port=None, rate=None, redirect_blobs=None):
         self.upstream_port = upstream_port
         self.port = port or free_port()
         self.host = "127.0.0.1:%d" % self.port
         self.rate = rate
+        self.redirect_blobs = redirect_blobs
         self.log = []
         self.lock = threading.Lock()
         self.conns = set()
@@ -315,6 +317,14 @@ class Proxy:
                        "agent": self.headers.get("User-Agent", ""), "status": None, "bytes": 0}
                 with px.lock:
                     px.log.append(rec)
+                if px.redirect_blobs and self.command == "GET" and "/blobs/" in self.path:
+                    rec["status"] = 307
+                    self.send_response(307)
+                    self.send_header("Location", "http://127.0.0.1:%d%s?sig=SECRET"
+                                     % (px.redirect_blobs, self.path))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     c = http.client.HTTPConnection("127.0.0.1", px.upstream_port, timeout=60)
                     c.request(self.command, self.path, body=body, headers=headers)

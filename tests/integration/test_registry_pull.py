@@ -180,6 +180,37 @@ def test_htpasswd_auth(tmp_path, store):
         reg.stop()
 
 
+def test_redirected_blobs_do_not_get_the_credentials(tmp_path, store):
+    """Blob GETs answered with a 307 to another host:port (like S3 storage):
+    followed, and the registry's Authorization stays behind."""
+    reg = Registry(tmp_path / "reg", htpasswd=("carol", "pw1")).start()
+    try:
+        img = mkoci.build(tmp_path / "lay", tag="v1", salt="redirect")
+        reg.push(tmp_path / "lay", "v1", "redir/bb")
+        # Storage: an anonymous registry serving the same directory.
+        storage = Registry(tmp_path / "storage")
+        storage.config.write_text(reg.config.read_text().split("auth:")[0]
+                                  .replace(":%d" % reg.port, ":%d" % storage.port))
+        storage.start()
+        ps = Proxy(storage.port)
+        pr = Proxy(reg.port, redirect_blobs=ps.port)
+        try:
+            out = pull(store, "%s/redir/bb:v1" % pr.host, "--user", "carol", "--password", "pw1")
+            assert_image(out, img, store)
+            at_registry = pr.blob_gets()
+            at_storage = ps.blob_gets()
+            assert len(at_registry) == len(at_storage) == 1 + len(img["layers"])
+            assert all(r["auth"] for r in at_registry), at_registry
+            assert not any(r["auth"] for r in at_storage), at_storage
+            assert all(r["path"].endswith("?sig=SECRET") for r in at_storage)
+        finally:
+            pr.stop()
+            ps.stop()
+            storage.stop()
+    finally:
+        reg.stop()
+
+
 def test_token_auth_token_fetched_once_and_reused(tmp_path, store):
     ts = TokenServer(tmp_path / "tok", users={"bob": "pw"})
     reg = Registry(tmp_path / "reg", token=ts).start()
