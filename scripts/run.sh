@@ -27,10 +27,17 @@ trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
 /usr/local/bin/cocoonctl version || true
 /usr/local/bin/cocoonctl info | head -3 || true
+# A demo image built here from Debian's static busybox (no network), loaded
+# into cocoond's store through its socket.
+demo=$(mktemp -d /tmp/cocoon-demo.XXXXXX)
+/usr/bin/python3 "$top/tests/integration/oci_layout.py" "$demo" latest >/dev/null
+/usr/local/bin/cocoonctl image import --name cocoon.local/demo/busybox "$demo"
+rm -rf "$demo"
+/usr/local/bin/cocoonctl image ls
 cat <<MSG
 
 cocoond is serving the CRI on unix://$sock. Try:
-  crictl --runtime-endpoint unix://$sock version
+  crictl --runtime-endpoint unix://$sock images
   cocoonctl info
 (Pods: RunPodSandbox is not implemented yet, so there is no demo pod; see README.)
 MSG

@@ -92,3 +92,11 @@ def chain_ids(diff_ids):
     for d in diff_ids:
         out.append(d if not out else _sha(("%s %s" % (out[-1], d)).encode()))
     return out
+
+
+if __name__ == "__main__":
+    # python3 oci_layout.py OUTDIR TAG: a one-layer busybox image layout.
+    import sys
+    out, tag = sys.argv[1], sys.argv[2]
+    info = write_layout(out, [busybox_layer()], tag=tag, cmd=("/bin/sh",))
+    print(info["config"])
