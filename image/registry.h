@@ -83,7 +83,10 @@ typedef struct image_registry_opts {
 
 typedef struct image_registry image_registry;
 
-/* A handle for ref's repository. Does no I/O. */
+/* A handle for ref's repository. Does no I/O. opts is copied, but what it
+ * points to (config, auth strings, token cache, cancel flag) is borrowed and
+ * must outlive the handle. A handle is used by one thread at a time (one
+ * pull); the token cache is what pulls share. */
 int image_registry_new(const image_ref *ref, const image_registry_opts *opts,
                        image_registry **ret, cc_error **ret_err);
 void image_registry_free(image_registry *r);
