@@ -1,0 +1,1027 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The QEMU backend: one qemu-system-x86_64 per pod on the microvm machine,
+ * booting the PVH vmlinux + initrd directly, virtio-mmio devices, QMP over a
+ * unix socket in the run directory.
+ *
+ * QEMU is spawned in its own session (so it outlives cocoond; -daemonize
+ * cannot be combined with -sandbox spawn=deny), with stdout/stderr in
+ * <run_dir>/qemu.log. start() returns once QMP answers query-status; it does
+ * not wait for the guest. Files in the run directory:
+ *   qmp.sock     QMP (one client at a time)
+ *   qemu.log     QEMU's own messages
+ *   console.log  the guest's serial console (config.console_log)
+ * plus the virtio-serial sockets the caller names. A failed start leaves
+ * none of them, and no process. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/id.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/spawn.h"
+#include "common/undo.h"
+#include "runtime/qmp.h"
+#include "runtime/vmm-proc.h"
+#include "runtime/vmm.h"
+
+#define QEMU_DEFAULT_BINARY "/usr/bin/qemu-system-x86_64"
+#define QEMU_MAX_DEVICES 32
+#define QEMU_START_TIMEOUT_MS 15000
+#define QEMU_QMP_TIMEOUT_MS 5000
+#define QEMU_VSOCK_AGENT_PORT 1024
+#define QEMU_MAX_PARAMS 1024
+#define QEMU_CMDLINE_MAX 2048 /* x86 COMMAND_LINE_SIZE */
+#define SAVE_VERSION 1
+#define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+
+/* The lean kernel command line; each speed-up was measured by the guest boot
+ * smoke test (guest/README.md, tests/integration/guest-boot). */
+static const char base_cmdline[] = "quiet panic=1 reboot=t cryptomgr.notests swiotlb=noforce";
+/* microvm without legacy devices we do not use; the PIT stays when the guest
+ * must calibrate the TSC itself (TCG with an unknown host TSC rate). */
+static const char machine_opts[] = "x-option-roms=off,pic=off,rtc=on";
+
+typedef struct qdev {
+        vmm_device_kind kind;
+        char *path;  /* fs socket, block path, serial socket */
+        char *name;  /* fs tag, serial port name */
+        int fd;      /* net: our dup of the tap fd, closed once QEMU has it */
+        char mac[18];
+        int mtu;
+        bool readonly;
+        uint32_t cid;
+} qdev;
+
+typedef struct qemu_vm {
+        vmm_base base;
+        char *id, *run_dir, *binary, *kernel, *initrd, *kernel_params;
+        vmm_accel accel;
+        int tb_size_mib, vcpus, memory_mib;
+        bool console_log;
+        qdev devs[QEMU_MAX_DEVICES];
+        size_t n_devs;
+
+        char *qmp_path, *log_path, *console_path;
+        char **sockets; /* QEMU-created sockets to remove after it is gone (NULL-terminated) */
+        cc_proc proc;
+        int pidfd;
+        bool child, running;
+        qmp *q;
+        vmm_endpoint ep;
+        bool has_ep;
+} qemu_vm;
+
+/* ---- small helpers --------------------------------------------------------- */
+
+typedef struct strv {
+        char **v;
+        size_t n, cap;
+        bool oom;
+} strv;
+
+static void strv_addf(strv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void strv_addf(strv *a, const char *fmt, ...)
+{
+        if (a->oom)
+                return;
+        if (a->n + 2 > a->cap) {
+                size_t cap = a->cap ? a->cap * 2 : 64;
+                char **nv = realloc(a->v, cap * sizeof(*nv));
+                if (!nv) {
+                        a->oom = true;
+                        return;
+                }
+                a->v = nv;
+                a->cap = cap;
+        }
+        va_list ap;
+        va_start(ap, fmt);
+        char *s = NULL;
+        int r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                a->oom = true;
+                return;
+        }
+        a->v[a->n++] = s;
+        a->v[a->n] = NULL;
+}
+
+/* 1..max bytes of [A-Za-z0-9._-] */
+static bool token_ok(const char *s, size_t max)
+{
+        size_t n = s ? strlen(s) : 0;
+        if (n == 0 || n > max)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
+static bool abs_path_ok(const char *p, size_t max)
+{
+        if (!p || p[0] != '/' || strlen(p) >= max)
+                return false;
+        for (const char *c = p; *c; c++)
+                if (*c == '\n' || *c == '\r')
+                        return false;
+        return true;
+}
+
+static bool mac_ok(const char *m)
+{
+        if (strlen(m) != 17)
+                return false;
+        for (int i = 0; i < 17; i++) {
+                char c = m[i];
+                if (i % 3 == 2 ? c != ':'
+                               : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+                        return false;
+        }
+        return true;
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+        if (!s)
+                return NULL;
+        char *d = strdup(s);
+        if (!d)
+                *oom = true;
+        return d;
+}
+
+static const char *accel_name(vmm_accel a)
+{
+        switch (a) {
+        case VMM_ACCEL_KVM:
+                return "kvm";
+        case VMM_ACCEL_TCG:
+                return "tcg";
+        default:
+                return "auto";
+        }
+}
+
+static void vm_free(vmm *v);
+
+/* ---- probe / create / add_device ------------------------------------------- */
+
+static int check_config(const vmm_config *c, bool need_files, cc_error **ret_err)
+{
+        if (!c)
+                return cc_error_set(ret_err, -EINVAL, "qemu: no configuration");
+        if (!token_ok(c->id, 128))
+                return cc_error_set(ret_err, -EINVAL, "qemu: invalid VM id");
+        if (!abs_path_ok(c->run_dir, SUN_PATH_MAX - sizeof("/console.log")))
+                return cc_error_set(ret_err, -EINVAL, "qemu: run directory must be an absolute path "
+                                                      "shorter than %zu bytes", SUN_PATH_MAX - sizeof("/console.log"));
+        if (c->machine && strcmp(c->machine, "microvm") != 0)
+                return cc_error_set(ret_err, -EOPNOTSUPP, "qemu: machine '%s' is not supported (only microvm)",
+                                    token_ok(c->machine, 32) ? c->machine : "?");
+        if (c->vcpus < 0 || c->vcpus > 64)
+                return cc_error_set(ret_err, -EINVAL, "qemu: vcpus must be 1..64");
+        if (c->memory_mib < 0 || (c->memory_mib > 0 && c->memory_mib < 64) || c->memory_mib > 1024 * 1024)
+                return cc_error_set(ret_err, -EINVAL, "qemu: memory must be 64 MiB..1 TiB");
+        if (c->tcg_tb_size_mib < 0 || c->tcg_tb_size_mib > 4096)
+                return cc_error_set(ret_err, -EINVAL, "qemu: TCG translation cache must be 0..4096 MiB");
+        if (c->kernel_params) {
+                if (strlen(c->kernel_params) > QEMU_MAX_PARAMS)
+                        return cc_error_set(ret_err, -EINVAL, "qemu: kernel parameters longer than %d bytes",
+                                            QEMU_MAX_PARAMS);
+                for (const char *p = c->kernel_params; *p; p++)
+                        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                                return cc_error_set(ret_err, -EINVAL,
+                                                    "qemu: control character in kernel parameters");
+        }
+        if (!abs_path_ok(c->kernel, PATH_MAX) || !abs_path_ok(c->initrd, PATH_MAX))
+                return cc_error_set(ret_err, -EINVAL, "qemu: kernel and initrd must be absolute paths");
+        if (c->binary && !abs_path_ok(c->binary, PATH_MAX))
+                return cc_error_set(ret_err, -EINVAL, "qemu: binary must be an absolute path");
+        if (c->accel != VMM_ACCEL_AUTO && c->accel != VMM_ACCEL_KVM && c->accel != VMM_ACCEL_TCG)
+                return cc_error_set(ret_err, -EINVAL, "qemu: unknown accelerator");
+        if (!need_files)
+                return 0;
+        const char *bin = c->binary ? c->binary : QEMU_DEFAULT_BINARY;
+        if (access(bin, X_OK) < 0)
+                return cc_error_errno(ret_err, "qemu: binary '%s'", bin);
+        if (access(c->kernel, R_OK) < 0)
+                return cc_error_errno(ret_err, "qemu: kernel '%s'", c->kernel);
+        if (access(c->initrd, R_OK) < 0)
+                return cc_error_errno(ret_err, "qemu: initrd '%s'", c->initrd);
+        if (c->accel == VMM_ACCEL_KVM && !vmm_kvm_usable())
+                return cc_error_set(ret_err, -ENODEV, "qemu: KVM requested but /dev/kvm is not usable");
+        return 0;
+}
+
+static int qemu_probe(const vmm_config *c, cc_error **ret_err) { return check_config(c, true, ret_err); }
+
+static int qemu_create(const vmm_config *c, vmm **ret, cc_error **ret_err)
+{
+        int r = check_config(c, false, ret_err);
+        if (r < 0)
+                return r;
+        qemu_vm *v = calloc(1, sizeof(*v));
+        if (!v)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        v->base.ops = &vmm_qemu_ops;
+        v->pidfd = -1;
+        bool oom = false;
+        v->id = dup_or_null(c->id, &oom);
+        v->run_dir = dup_or_null(c->run_dir, &oom);
+        v->binary = dup_or_null(c->binary ? c->binary : QEMU_DEFAULT_BINARY, &oom);
+        v->kernel = dup_or_null(c->kernel, &oom);
+        v->initrd = dup_or_null(c->initrd, &oom);
+        v->kernel_params = dup_or_null(c->kernel_params, &oom);
+        v->accel = c->accel;
+        v->tb_size_mib = c->tcg_tb_size_mib > 0 ? c->tcg_tb_size_mib : 256;
+        v->vcpus = c->vcpus > 0 ? c->vcpus : 1;
+        v->memory_mib = c->memory_mib > 0 ? c->memory_mib : 256;
+        v->console_log = c->console_log;
+        if (!oom && (asprintf(&v->qmp_path, "%s/qmp.sock", c->run_dir) < 0 ||
+                     asprintf(&v->log_path, "%s/qemu.log", c->run_dir) < 0 ||
+                     asprintf(&v->console_path, "%s/console.log", c->run_dir) < 0))
+                oom = true;
+        if (oom) {
+                vm_free((vmm *)v);
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        }
+        *ret = (vmm *)v;
+        return 0;
+}
+
+static int qemu_add_device(vmm *vv, const vmm_device *d, cc_error **ret_err)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        if (v->running || v->pidfd >= 0)
+                return cc_error_set(ret_err, -EBUSY, "qemu: devices are added before start (hotplug is "
+                                                     "not implemented)");
+        if (v->n_devs >= QEMU_MAX_DEVICES)
+                return cc_error_set(ret_err, -E2BIG, "qemu: more than %d devices", QEMU_MAX_DEVICES);
+        qdev q = { .kind = d->kind, .fd = -1 };
+        bool oom = false;
+        switch (d->kind) {
+        case VMM_DEV_FS:
+                /* virtiofs tags are at most 36 bytes */
+                if (!token_ok(d->fs.tag, 36))
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid virtio-fs tag");
+                if (!abs_path_ok(d->fs.socket_path, SUN_PATH_MAX))
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid virtio-fs socket path");
+                for (size_t i = 0; i < v->n_devs; i++)
+                        if (v->devs[i].kind == VMM_DEV_FS && strcmp(v->devs[i].name, d->fs.tag) == 0)
+                                return cc_error_set(ret_err, -EEXIST, "qemu: virtio-fs tag '%s' used twice",
+                                                    d->fs.tag);
+                q.name = dup_or_null(d->fs.tag, &oom);
+                q.path = dup_or_null(d->fs.socket_path, &oom);
+                break;
+        case VMM_DEV_NET:
+                if (d->net.tap_fd < 0)
+                        return cc_error_set(ret_err, -EBADF, "qemu: invalid tap fd");
+                if (!mac_ok(d->net.mac))
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid MAC address");
+                if (d->net.mtu != 0 && (d->net.mtu < 68 || d->net.mtu > 65535))
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid MTU %d", d->net.mtu);
+                q.fd = fcntl(d->net.tap_fd, F_DUPFD_CLOEXEC, 3);
+                if (q.fd < 0)
+                        return cc_error_errno(ret_err, "qemu: dup tap fd");
+                memcpy(q.mac, d->net.mac, sizeof(q.mac));
+                q.mac[17] = 0;
+                q.mtu = d->net.mtu;
+                break;
+        case VMM_DEV_BLOCK:
+                if (!abs_path_ok(d->block.path, PATH_MAX))
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid block device path");
+                q.path = dup_or_null(d->block.path, &oom);
+                q.readonly = d->block.readonly;
+                break;
+        case VMM_DEV_VSOCK:
+                if (d->vsock.guest_cid < 3 || d->vsock.guest_cid == UINT32_MAX)
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid vsock guest cid %" PRIu32,
+                                            d->vsock.guest_cid);
+                for (size_t i = 0; i < v->n_devs; i++)
+                        if (v->devs[i].kind == VMM_DEV_VSOCK)
+                                return cc_error_set(ret_err, -EEXIST, "qemu: one vsock device at most");
+                q.cid = d->vsock.guest_cid;
+                break;
+        case VMM_DEV_SERIAL:
+                if (!token_ok(d->serial.name, 64))
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid virtio-serial port name");
+                if (!abs_path_ok(d->serial.socket_path, SUN_PATH_MAX))
+                        return cc_error_set(ret_err, -EINVAL, "qemu: invalid virtio-serial socket path");
+                for (size_t i = 0; i < v->n_devs; i++)
+                        if (v->devs[i].kind == VMM_DEV_SERIAL && strcmp(v->devs[i].name, d->serial.name) == 0)
+                                return cc_error_set(ret_err, -EEXIST, "qemu: serial port '%s' used twice",
+                                                    d->serial.name);
+                q.name = dup_or_null(d->serial.name, &oom);
+                q.path = dup_or_null(d->serial.socket_path, &oom);
+                break;
+        default:
+                return cc_error_set(ret_err, -EOPNOTSUPP, "qemu: unknown device kind %d", (int)d->kind);
+        }
+        if (oom) {
+                free(q.name);
+                free(q.path);
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        }
+        v->devs[v->n_devs++] = q;
+        return 0;
+}
+
+/* ---- argv -------------------------------------------------------------------- */
+
+static bool has_kind(qemu_vm *v, vmm_device_kind k)
+{
+        for (size_t i = 0; i < v->n_devs; i++)
+                if (v->devs[i].kind == k)
+                        return true;
+        return false;
+}
+
+/* Builds QEMU's argv for accelerator a (resolved: KVM or TCG). */
+static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
+{
+        bool memfd = has_kind(v, VMM_DEV_FS); /* vhost-user needs shared guest memory */
+        uint64_t tsc = a == VMM_ACCEL_TCG ? vmm_host_tsc_khz() : 0;
+        _cleanup_free_ char *e_kernel = vmm_qemu_escape(v->kernel), *e_initrd = vmm_qemu_escape(v->initrd),
+                            *e_qmp = vmm_qemu_escape(v->qmp_path),
+                            *e_console = vmm_qemu_escape(v->console_path);
+        if (!e_kernel || !e_initrd || !e_qmp || !e_console)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+
+        /* kernel command line */
+        /* Under TCG the guest's TSC is the host's (constant) TSC, but the
+         * clocksource watchdog compares it with jiffies, which lag whenever
+         * the emulated CPU is starved, and then drops the TSC: tsc=reliable. */
+        char tsc_opt[64] = "";
+        if (tsc)
+                snprintf(tsc_opt, sizeof(tsc_opt), " tsc_early_khz=%" PRIu64 " tsc=reliable", tsc);
+        _cleanup_free_ char *cmdline = NULL;
+        if (asprintf(&cmdline, "%s%s %s%s%s%s", v->console_log ? "console=ttyS0 " : "", base_cmdline,
+                     v->console_log ? "8250.nr_uarts=1" : "8250.nr_uarts=0", tsc_opt,
+                     v->kernel_params && *v->kernel_params ? " " : "",
+                     v->kernel_params ? v->kernel_params : "") < 0)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        if (strlen(cmdline) >= QEMU_CMDLINE_MAX)
+                return cc_error_set(ret_err, -E2BIG, "qemu: kernel command line longer than %d bytes",
+                                    QEMU_CMDLINE_MAX);
+
+        strv_addf(av, "%s", v->binary);
+        strv_addf(av, "-name");
+        strv_addf(av, "cocoon-%s", v->id);
+        strv_addf(av, "-M");
+        strv_addf(av, "microvm,%s,%s,isa-serial=%s%s", machine_opts,
+                  a == VMM_ACCEL_TCG && !tsc ? "pit=on" : "pit=off", v->console_log ? "on" : "off",
+                  memfd ? ",memory-backend=mem" : "");
+        strv_addf(av, "-accel");
+        if (a == VMM_ACCEL_KVM)
+                strv_addf(av, "kvm");
+        else
+                strv_addf(av, "tcg,tb-size=%d", v->tb_size_mib);
+        strv_addf(av, "-cpu");
+        strv_addf(av, "%s", a == VMM_ACCEL_KVM ? "host" : "max");
+        strv_addf(av, "-m");
+        strv_addf(av, "%dM", v->memory_mib);
+        strv_addf(av, "-smp");
+        strv_addf(av, "%d", v->vcpus);
+        if (memfd) {
+                strv_addf(av, "-object");
+                strv_addf(av, "memory-backend-memfd,id=mem,size=%dM,share=on", v->memory_mib);
+        }
+        strv_addf(av, "-nodefaults");
+        strv_addf(av, "-no-user-config");
+        strv_addf(av, "-nographic");
+        strv_addf(av, "-no-reboot");
+        strv_addf(av, "-sandbox");
+        strv_addf(av, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        strv_addf(av, "-msg");
+        strv_addf(av, "timestamp=on");
+        strv_addf(av, "-kernel");
+        strv_addf(av, "%s", v->kernel);
+        strv_addf(av, "-initrd");
+        strv_addf(av, "%s", v->initrd);
+        strv_addf(av, "-append");
+        strv_addf(av, "%s", cmdline);
+        strv_addf(av, "-chardev");
+        strv_addf(av, "socket,id=qmp,path=%s,server=on,wait=off", e_qmp);
+        strv_addf(av, "-mon");
+        strv_addf(av, "chardev=qmp,mode=control");
+        if (v->console_log) {
+                strv_addf(av, "-chardev");
+                strv_addf(av, "file,id=console,path=%s", e_console);
+                strv_addf(av, "-serial");
+                strv_addf(av, "chardev:console");
+        }
+        /* modern virtio-mmio: vhost-user-fs needs it, the rest is better off */
+        strv_addf(av, "-global");
+        strv_addf(av, "virtio-mmio.force-legacy=false");
+
+        bool serial_bus = false;
+        for (size_t i = 0; i < v->n_devs; i++) {
+                qdev *d = &v->devs[i];
+                _cleanup_free_ char *e_path = d->path ? vmm_qemu_escape(d->path) : NULL;
+                if (d->path && !e_path)
+                        return cc_error_set(ret_err, -ENOMEM, "out of memory");
+                switch (d->kind) {
+                case VMM_DEV_FS:
+                        strv_addf(av, "-chardev");
+                        strv_addf(av, "socket,id=fs%zu,path=%s", i, e_path);
+                        strv_addf(av, "-device");
+                        strv_addf(av, "vhost-user-fs-device,chardev=fs%zu,tag=%s,queue-size=1024", i, d->name);
+                        break;
+                case VMM_DEV_NET:
+                        strv_addf(av, "-netdev");
+                        strv_addf(av, "tap,id=net%zu,fd=%d,vhost=off", i, d->fd);
+                        strv_addf(av, "-device");
+                        if (d->mtu > 0)
+                                strv_addf(av, "virtio-net-device,netdev=net%zu,mac=%s,host_mtu=%d", i, d->mac,
+                                          d->mtu);
+                        else
+                                strv_addf(av, "virtio-net-device,netdev=net%zu,mac=%s", i, d->mac);
+                        break;
+                case VMM_DEV_BLOCK:
+                        strv_addf(av, "-drive");
+                        strv_addf(av, "if=none,id=blk%zu,file=%s,format=raw,readonly=%s,cache=none,aio=threads",
+                                  i, e_path, d->readonly ? "on" : "off");
+                        strv_addf(av, "-device");
+                        strv_addf(av, "virtio-blk-device,drive=blk%zu", i);
+                        break;
+                case VMM_DEV_VSOCK:
+                        strv_addf(av, "-device");
+                        strv_addf(av, "vhost-vsock-device,guest-cid=%" PRIu32, d->cid);
+                        break;
+                case VMM_DEV_SERIAL:
+                        if (!serial_bus) {
+                                strv_addf(av, "-device");
+                                strv_addf(av, "virtio-serial-device");
+                                serial_bus = true;
+                        }
+                        strv_addf(av, "-chardev");
+                        strv_addf(av, "socket,id=ser%zu,path=%s,server=on,wait=off", i, e_path);
+                        strv_addf(av, "-device");
+                        strv_addf(av, "virtserialport,chardev=ser%zu,name=%s", i, d->name);
+                        break;
+                }
+        }
+        if (av->oom)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        return 0;
+}
+
+/* ---- start ------------------------------------------------------------------- */
+
+static void undo_unlink(void *path) { (void)unlink(path); }
+static void undo_rmdir(void *path) { (void)rmdir(path); }
+
+static void undo_kill(void *arg)
+{
+        qemu_vm *v = arg;
+        qmp_free(v->q);
+        v->q = NULL;
+        (void)vmm_proc_terminate(&v->proc, v->pidfd, SIGKILL, 0, v->child);
+        if (v->pidfd >= 0)
+                close(v->pidfd);
+        v->pidfd = -1;
+        v->proc = (cc_proc){ 0 };
+        v->child = false;
+}
+
+static int push_unlink(cc_undo *u, const char *path)
+{
+        char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        return cc_undo_push(u, undo_unlink, p, free);
+}
+
+/* The sockets QEMU creates (server sockets), for removal once it is gone. */
+static int collect_sockets(qemu_vm *v)
+{
+        size_t n = 1;
+        for (size_t i = 0; i < v->n_devs; i++)
+                n += v->devs[i].kind == VMM_DEV_SERIAL;
+        char **s = calloc(n + 1, sizeof(char *));
+        if (!s)
+                return -ENOMEM;
+        size_t k = 0;
+        s[k++] = strdup(v->qmp_path);
+        for (size_t i = 0; i < v->n_devs; i++)
+                if (v->devs[i].kind == VMM_DEV_SERIAL)
+                        s[k++] = strdup(v->devs[i].path);
+        for (size_t i = 0; i < k; i++)
+                if (!s[i]) {
+                        cc_strv_free(s);
+                        return -ENOMEM;
+                }
+        cc_strv_free(v->sockets);
+        v->sockets = s;
+        return 0;
+}
+
+static void remove_files(qemu_vm *v)
+{
+        for (char **s = v->sockets; s && *s; s++)
+                (void)unlink(*s);
+        struct stat st;
+        if (v->log_path && stat(v->log_path, &st) == 0 && st.st_size == 0)
+                (void)unlink(v->log_path);
+}
+
+static void set_endpoint(qemu_vm *v)
+{
+        v->has_ep = false;
+        for (size_t i = 0; i < v->n_devs; i++)
+                if (v->devs[i].kind == VMM_DEV_VSOCK) {
+                        v->ep = (vmm_endpoint){ .kind = VMM_EP_VSOCK, .cid = v->devs[i].cid,
+                                                .port = QEMU_VSOCK_AGENT_PORT };
+                        v->has_ep = true;
+                        return;
+                }
+        for (size_t i = 0; i < v->n_devs; i++)
+                if (v->devs[i].kind == VMM_DEV_SERIAL) {
+                        v->ep = (vmm_endpoint){ .kind = VMM_EP_UNIX };
+                        snprintf(v->ep.path, sizeof(v->ep.path), "%s", v->devs[i].path);
+                        v->has_ep = true;
+                        return;
+                }
+}
+
+static int check_status(qemu_vm *v, const char **ret_status, cc_error **ret_err)
+{
+        _cleanup_json_ json_object *st = NULL;
+        int r = qmp_execute(v->q, "query-status", NULL, QEMU_QMP_TIMEOUT_MS, &st, ret_err);
+        if (r < 0)
+                return r;
+        json_object *s = cc_json_get_typed(st, "status", json_type_string);
+        const char *status = s ? json_object_get_string(s) : "";
+        static const char *const ok[] = { "running", "paused", "prelaunch" };
+        for (size_t i = 0; i < CC_ARRAY_SIZE(ok); i++)
+                if (strcmp(status, ok[i]) == 0) {
+                        if (ret_status)
+                                *ret_status = ok[i];
+                        return 0;
+                }
+        char safe[48];
+        size_t i = 0;
+        for (; status[i] && i < sizeof(safe) - 1; i++)
+                safe[i] = (status[i] >= 0x20 && status[i] < 0x7f) ? status[i] : '?';
+        safe[i] = 0;
+        return cc_error_set(ret_err, -EIO, "qemu: VM is in state '%s'", safe);
+}
+
+static int qemu_start(vmm *vv, cc_error **ret_err)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        if (v->running || v->pidfd >= 0)
+                return cc_error_set(ret_err, -EALREADY, "qemu %s: already started", v->id);
+
+        vmm_config c = { .id = v->id, .run_dir = v->run_dir, .binary = v->binary, .kernel = v->kernel,
+                         .initrd = v->initrd, .accel = v->accel };
+        _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
+        _cleanup_strv_free_ char **argv = NULL;
+        _cleanup_close_ int logfd = -1, ino = -1;
+        cc_error *err = NULL;
+        int r = check_config(&c, true, &err);
+        if (r < 0)
+                goto out;
+        for (size_t i = 0; i < v->n_devs; i++) {
+                struct stat st;
+                if (v->devs[i].kind == VMM_DEV_FS &&
+                    (stat(v->devs[i].path, &st) < 0 || !S_ISSOCK(st.st_mode))) {
+                        r = cc_error_set(&err, -ENOENT, "virtio-fs '%s': no vhost-user socket at '%s' "
+                                                        "(virtiofsd not running?)",
+                                         v->devs[i].name, v->devs[i].path);
+                        goto out;
+                }
+                if (v->devs[i].kind == VMM_DEV_BLOCK && access(v->devs[i].path, v->devs[i].readonly ? R_OK
+                                                                                           : R_OK | W_OK) < 0) {
+                        r = cc_error_errno(&err, "block device '%s'", v->devs[i].path);
+                        goto out;
+                }
+        }
+        vmm_accel a = v->accel == VMM_ACCEL_AUTO ? (vmm_kvm_usable() ? VMM_ACCEL_KVM : VMM_ACCEL_TCG) : v->accel;
+
+        struct stat st;
+        if (stat(v->run_dir, &st) < 0) {
+                if (errno != ENOENT) {
+                        r = cc_error_errno(&err, "run directory '%s'", v->run_dir);
+                        goto out;
+                }
+                if (mkdir(v->run_dir, 0700) < 0) {
+                        r = cc_error_errno(&err, "create run directory '%s'", v->run_dir);
+                        goto out;
+                }
+                cc_undo_push(&undo, undo_rmdir, strdup(v->run_dir), free);
+        } else if (!S_ISDIR(st.st_mode)) {
+                r = cc_error_set(&err, -ENOTDIR, "run directory '%s' is not a directory", v->run_dir);
+                goto out;
+        }
+        if (collect_sockets(v) < 0) {
+                r = cc_error_set(&err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        /* Stale sockets would satisfy the wait below before QEMU listens. */
+        for (char **s = v->sockets; *s; s++)
+                (void)unlink(*s);
+
+        strv av = { 0 };
+        r = build_argv(v, a, &av, &err);
+        argv = av.v;
+        if (r < 0)
+                goto out;
+
+        logfd = open(v->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC |
+                                                              O_NOFOLLOW | O_NOCTTY, 0600);
+        if (logfd < 0) {
+                r = cc_error_errno(&err, "open '%s'", v->log_path);
+                goto out;
+        }
+        push_unlink(&undo, v->log_path);
+        if (v->console_log)
+                push_unlink(&undo, v->console_path);
+        ino = vmm_watch_dir(v->run_dir, &err);
+        if (ino < 0) {
+                r = ino;
+                goto out;
+        }
+
+        int keep[QEMU_MAX_DEVICES];
+        int n_keep = 0;
+        for (size_t i = 0; i < v->n_devs; i++)
+                if (v->devs[i].kind == VMM_DEV_NET)
+                        keep[n_keep++] = v->devs[i].fd;
+        cc_spawn_opts so = CC_SPAWN_OPTS_INIT;
+        so.stdout_fd = logfd;
+        so.stderr_fd = logfd;
+        so.keep_fds = keep;
+        so.n_keep_fds = n_keep;
+        so.new_session = true;
+        so.cwd = "/";
+        if (cc_log_enabled(CC_LOG_DEBUG)) {
+                /* one line, for reproducing a boot by hand */
+                size_t len = 0;
+                for (char **p = argv; *p; p++)
+                        len += strlen(*p) + 3;
+                _cleanup_free_ char *line = malloc(len + 1);
+                if (line) {
+                        char *o = line;
+                        for (char **p = argv; *p; p++)
+                                o += sprintf(o, strchr(*p, ' ') ? "'%s' " : "%s ", *p);
+                        o[o > line ? -1 : 0] = 0;
+                        log_debug("qemu %s: %s", v->id, line);
+                }
+        }
+        /* sockets and the kill step are pushed before spawning: if the push
+         * fails (ENOMEM), nothing has been started yet */
+        for (char **s = v->sockets; *s; s++)
+                push_unlink(&undo, *s);
+        r = cc_spawn(argv[0], argv, &so, &v->proc, &err);
+        if (r < 0)
+                goto out;
+        v->child = true;
+        v->pidfd = cc_proc_pidfd(&v->proc, &err);
+        if (v->pidfd < 0) {
+                r = v->pidfd;
+                v->pidfd = -1;
+                (void)vmm_proc_terminate(&v->proc, -1, SIGKILL, 0, true);
+                goto out;
+        }
+        if (cc_undo_push(&undo, undo_kill, v, NULL) < 0) {
+                r = cc_error_set(&err, -ENOMEM, "out of memory");
+                goto out;
+        }
+
+        r = vmm_wait_file(ino, v->run_dir, "qmp.sock", v->pidfd, QEMU_START_TIMEOUT_MS, &err);
+        if (r == 0)
+                r = qmp_connect(v->qmp_path, QEMU_QMP_TIMEOUT_MS, &v->q, &err);
+        if (r == 0)
+                r = check_status(v, NULL, &err);
+        if (r < 0) {
+                if (vmm_wait_exit(v->pidfd, 0) == 0) {
+                        /* QEMU is gone: its last words say why */
+                        char tail[400];
+                        vmm_log_tail(v->log_path, tail, sizeof(tail));
+                        cc_error_free(err);
+                        err = NULL;
+                        r = cc_error_set(&err, -EIO, "qemu exited during start: %s",
+                                         tail[0] ? tail : "(no message)");
+                }
+                goto out;
+        }
+        for (size_t i = 0; i < v->n_devs; i++)
+                if (v->devs[i].fd >= 0) {
+                        close(v->devs[i].fd);
+                        v->devs[i].fd = -1;
+                }
+        set_endpoint(v);
+        v->running = true;
+        cc_undo_disarm(&undo);
+        log_debug("qemu %s: pid %d, accel %s", v->id, (int)v->proc.pid, accel_name(a));
+        return 0;
+out:
+        cc_error_prefix(&err, "start VM %s", v->id);
+        return cc_error_propagate(ret_err, err);
+}
+
+/* ---- running VM ---------------------------------------------------------------- */
+
+static bool qemu_alive(vmm *vv)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        return v->proc.pid > 0 && cc_proc_alive(&v->proc);
+}
+
+/* Runs a QMP command, reconnecting once when the connection was lost. */
+static int qmp_run(qemu_vm *v, const char *cmd, cc_error **ret_err)
+{
+        if (!v->running || !qemu_alive((vmm *)v))
+                return cc_error_set(ret_err, -ESRCH, "qemu %s: not running", v->id);
+        for (int attempt = 0;; attempt++) {
+                cc_error *err = NULL;
+                if (!v->q && qmp_connect(v->qmp_path, QEMU_QMP_TIMEOUT_MS, &v->q, &err) < 0)
+                        return cc_error_propagate(ret_err, err);
+                int r = qmp_execute(v->q, cmd, NULL, QEMU_QMP_TIMEOUT_MS, NULL, &err);
+                if (r >= 0)
+                        return 0;
+                bool lost = r == -ENOTCONN || r == -ECONNRESET || r == -EPIPE;
+                if (lost) {
+                        qmp_free(v->q);
+                        v->q = NULL;
+                }
+                if (!lost || attempt > 0) {
+                        cc_error_prefix(&err, "VM %s", v->id);
+                        return cc_error_propagate(ret_err, err);
+                }
+                cc_error_free(err);
+        }
+}
+
+static int qemu_pause(vmm *v, cc_error **ret_err) { return qmp_run((qemu_vm *)v, "stop", ret_err); }
+static int qemu_resume(vmm *v, cc_error **ret_err) { return qmp_run((qemu_vm *)v, "cont", ret_err); }
+
+static int qemu_stop(vmm *vv, int timeout_ms, cc_error **ret_err)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        if (v->proc.pid <= 0)
+                return 0;
+        int sig = SIGTERM; /* QEMU shuts down cleanly on SIGTERM */
+        if (v->q && qemu_alive(vv)) {
+                cc_error *err = NULL;
+                int wait = timeout_ms > 0 ? CC_MIN(timeout_ms, 2000) : 1000;
+                /* quit: QEMU may hang up before it replies; the pidfd decides */
+                if (qmp_execute(v->q, "quit", NULL, wait, NULL, &err) == 0 || err->code == -ECONNRESET)
+                        sig = 0;
+                cc_error_free(err);
+        }
+        qmp_free(v->q);
+        v->q = NULL;
+        int r = vmm_proc_terminate(&v->proc, v->pidfd, sig, timeout_ms > 0 ? timeout_ms : 0, v->child);
+        if (r < 0)
+                return cc_error_set(ret_err, r, "qemu %s: pid %d survived SIGKILL", v->id, (int)v->proc.pid);
+        remove_files(v);
+        v->running = false;
+        return 0;
+}
+
+static int qemu_resize(vmm *v, int vcpus, int memory_mib, cc_error **ret_err)
+{
+        return cc_error_set(ret_err, -EOPNOTSUPP, "qemu: resize needs CPU/memory hotplug (not implemented)");
+}
+
+static int qemu_agent_endpoint(vmm *vv, vmm_endpoint *ret, cc_error **ret_err)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        if (!v->has_ep)
+                set_endpoint(v);
+        if (!v->has_ep)
+                return cc_error_set(ret_err, -ENOENT, "qemu %s: no vsock or virtio-serial device", v->id);
+        *ret = v->ep;
+        return 0;
+}
+
+static int qemu_exit_fd(vmm *v) { return ((qemu_vm *)v)->pidfd; }
+static int qemu_pid(vmm *v) { return ((qemu_vm *)v)->proc.pid; }
+
+/* ---- save / load ----------------------------------------------------------------- */
+
+static int qemu_save(vmm *vv, json_object **ret, cc_error **ret_err)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        if (v->proc.pid <= 0)
+                return cc_error_set(ret_err, -ESRCH, "qemu %s: not started", v->id);
+        _cleanup_json_ json_object *o = json_object_new_object();
+        json_object *socks = json_object_new_array();
+        if (!o || !socks) {
+                json_object_put(socks);
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        }
+        json_object_object_add(o, "version", json_object_new_int(SAVE_VERSION));
+        json_object_object_add(o, "backend", json_object_new_string("qemu"));
+        json_object_object_add(o, "id", json_object_new_string(v->id));
+        json_object_object_add(o, "pid", json_object_new_int64(v->proc.pid));
+        json_object_object_add(o, "start_time", json_object_new_int64((int64_t)v->proc.start_time));
+        json_object_object_add(o, "run_dir", json_object_new_string(v->run_dir));
+        json_object_object_add(o, "qmp", json_object_new_string(v->qmp_path));
+        json_object_object_add(o, "console_log", json_object_new_boolean(v->console_log));
+        for (char **s = v->sockets; s && *s; s++)
+                json_object_array_add(socks, json_object_new_string(*s));
+        json_object_object_add(o, "sockets", socks);
+        if (v->has_ep) {
+                json_object *ep = json_object_new_object();
+                if (!ep)
+                        return cc_error_set(ret_err, -ENOMEM, "out of memory");
+                if (v->ep.kind == VMM_EP_VSOCK) {
+                        json_object_object_add(ep, "kind", json_object_new_string("vsock"));
+                        json_object_object_add(ep, "cid", json_object_new_int64(v->ep.cid));
+                        json_object_object_add(ep, "port", json_object_new_int64(v->ep.port));
+                } else {
+                        json_object_object_add(ep, "kind", json_object_new_string("unix"));
+                        json_object_object_add(ep, "path", json_object_new_string(v->ep.path));
+                }
+                json_object_object_add(o, "endpoint", ep);
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+static int load_endpoint(qemu_vm *v, json_object *ep, cc_error **ret_err)
+{
+        const char *kind = NULL, *path = NULL;
+        int64_t cid = 0, port = 0;
+        if (cc_json_get_string(ep, "kind", false, &kind, ret_err) < 0)
+                return -EINVAL;
+        if (strcmp(kind, "vsock") == 0) {
+                if (cc_json_get_int64(ep, "cid", false, &cid, ret_err) < 0 ||
+                    cc_json_get_int64(ep, "port", false, &port, ret_err) < 0)
+                        return -EINVAL;
+                if (cid < 3 || cid >= UINT32_MAX || port <= 0 || port >= UINT32_MAX)
+                        return cc_error_set(ret_err, -EINVAL, "endpoint: invalid vsock address");
+                v->ep = (vmm_endpoint){ .kind = VMM_EP_VSOCK, .cid = (uint32_t)cid, .port = (uint32_t)port };
+        } else if (strcmp(kind, "unix") == 0) {
+                if (cc_json_get_string(ep, "path", false, &path, ret_err) < 0)
+                        return -EINVAL;
+                if (!abs_path_ok(path, sizeof(v->ep.path)))
+                        return cc_error_set(ret_err, -EINVAL, "endpoint: invalid path");
+                v->ep = (vmm_endpoint){ .kind = VMM_EP_UNIX };
+                strcpy(v->ep.path, path);
+        } else {
+                return cc_error_set(ret_err, -EINVAL, "endpoint: unknown kind");
+        }
+        v->has_ep = true;
+        return 0;
+}
+
+static int qemu_load(const vmm_config *c, json_object *saved, vmm **ret, cc_error **ret_err)
+{
+        cc_error *err = NULL;
+        int64_t version = 0, pid = 0, start = 0;
+        const char *backend = NULL, *id = NULL, *run_dir = NULL, *qmp_path = NULL;
+        bool console = false;
+        qemu_vm *v = NULL;
+        int r;
+        if (!saved || !json_object_is_type(saved, json_type_object)) {
+                r = cc_error_set(&err, -EINVAL, "not an object");
+                goto fail;
+        }
+        if ((r = cc_json_get_int64(saved, "version", false, &version, &err)) < 0 ||
+            (r = cc_json_get_string(saved, "backend", false, &backend, &err)) < 0 ||
+            (r = cc_json_get_string(saved, "id", false, &id, &err)) < 0 ||
+            (r = cc_json_get_int64(saved, "pid", false, &pid, &err)) < 0 ||
+            (r = cc_json_get_int64(saved, "start_time", false, &start, &err)) < 0 ||
+            (r = cc_json_get_string(saved, "run_dir", false, &run_dir, &err)) < 0 ||
+            (r = cc_json_get_string(saved, "qmp", false, &qmp_path, &err)) < 0 ||
+            (r = cc_json_get_bool(saved, "console_log", true, &console, &err)) < 0)
+                goto fail;
+        if (version != SAVE_VERSION || strcmp(backend, "qemu") != 0) {
+                r = cc_error_set(&err, -EINVAL, "not a version %d qemu record", SAVE_VERSION);
+                goto fail;
+        }
+        if (!token_ok(id, 128) || pid <= 1 || pid > INT_MAX || start < 0 ||
+            !abs_path_ok(run_dir, SUN_PATH_MAX - sizeof("/console.log")) || !abs_path_ok(qmp_path, SUN_PATH_MAX)) {
+                r = cc_error_set(&err, -EINVAL, "invalid id, pid, start time or path");
+                goto fail;
+        }
+        if (c && c->run_dir && strcmp(c->run_dir, run_dir) != 0) {
+                r = cc_error_set(&err, -EINVAL, "saved run directory differs from the configured one");
+                goto fail;
+        }
+        vmm_config vc = { .id = id, .run_dir = run_dir, .kernel = "/", .initrd = "/",
+                          .console_log = console };
+        r = qemu_create(&vc, (vmm **)&v, &err);
+        if (r < 0)
+                goto fail;
+        free(v->qmp_path);
+        v->qmp_path = strdup(qmp_path);
+        if (!v->qmp_path) {
+                r = cc_error_set(&err, -ENOMEM, "out of memory");
+                goto fail;
+        }
+        json_object *socks = cc_json_get_typed(saved, "sockets", json_type_array);
+        size_t n = socks ? json_object_array_length(socks) : 0;
+        if (n > QEMU_MAX_DEVICES + 1) {
+                r = cc_error_set(&err, -EINVAL, "too many sockets");
+                goto fail;
+        }
+        v->sockets = calloc(n + 1, sizeof(char *));
+        if (!v->sockets) {
+                r = cc_error_set(&err, -ENOMEM, "out of memory");
+                goto fail;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *s = json_object_array_get_idx(socks, i);
+                const char *p = json_object_is_type(s, json_type_string) ? json_object_get_string(s) : NULL;
+                if (!abs_path_ok(p, SUN_PATH_MAX)) {
+                        r = cc_error_set(&err, -EINVAL, "invalid socket path");
+                        goto fail;
+                }
+                if (!(v->sockets[i] = strdup(p))) {
+                        r = cc_error_set(&err, -ENOMEM, "out of memory");
+                        goto fail;
+                }
+        }
+        json_object *ep = cc_json_get_typed(saved, "endpoint", json_type_object);
+        if (ep && (r = load_endpoint(v, ep, &err)) < 0)
+                goto fail;
+
+        v->proc = (cc_proc){ .pid = (pid_t)pid, .start_time = (uint64_t)start };
+        if (!cc_proc_alive(&v->proc)) {
+                r = cc_error_set(&err, -ESRCH, "qemu pid %d (start time %" PRId64 ") is gone", (int)pid, start);
+                goto fail;
+        }
+        v->pidfd = cc_proc_pidfd(&v->proc, &err);
+        if (v->pidfd < 0) {
+                r = v->pidfd;
+                v->pidfd = -1;
+                goto fail;
+        }
+        if ((r = qmp_connect(v->qmp_path, QEMU_QMP_TIMEOUT_MS, &v->q, &err)) < 0 ||
+            (r = check_status(v, NULL, &err)) < 0)
+                goto fail;
+        v->running = true;
+        *ret = (vmm *)v;
+        return 0;
+fail:
+        vm_free((vmm *)v);
+        cc_error_prefix(&err, "re-attach VM");
+        return cc_error_propagate(ret_err, err);
+}
+
+static void vm_free(vmm *vv)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        if (!v)
+                return;
+        qmp_free(v->q);
+        if (v->pidfd >= 0)
+                close(v->pidfd);
+        for (size_t i = 0; i < v->n_devs; i++) {
+                free(v->devs[i].path);
+                free(v->devs[i].name);
+                if (v->devs[i].fd >= 0)
+                        close(v->devs[i].fd);
+        }
+        cc_strv_free(v->sockets);
+        free(v->id);
+        free(v->run_dir);
+        free(v->binary);
+        free(v->kernel);
+        free(v->initrd);
+        free(v->kernel_params);
+        free(v->qmp_path);
+        free(v->log_path);
+        free(v->console_path);
+        free(v);
+}
+
+const vmm_ops vmm_qemu_ops = {
+        .name = "qemu",
+        .probe = qemu_probe,
+        .create = qemu_create,
+        .add_device = qemu_add_device,
+        .start = qemu_start,
+        .stop = qemu_stop,
+        .pause = qemu_pause,
+        .resume = qemu_resume,
+        .resize = qemu_resize,
+        .agent_endpoint = qemu_agent_endpoint,
+        .exit_fd = qemu_exit_fd,
+        .alive = qemu_alive,
+        .pid = qemu_pid,
+        .save = qemu_save,
+        .load = qemu_load,
+        .free = vm_free,
+};
