@@ -295,7 +295,8 @@ static void usage(FILE *f)
 {
         fprintf(f,
                 "Usage: cri-rpc-bench [OPTIONS] TARGET\n"
-                "Closed-loop CRI RPC benchmark; TARGET like unix:///run/cocoon/cocoon.sock.\n\n"
+                "Closed-loop CRI RPC benchmark; TARGET like unix:///run/cocoon/cocoon.sock\n"
+                "(a bare /path means unix:///path).\n\n"
                 "  -m, --method NAME      Version (default) or ListPodSandbox\n"
                 "  -c, --concurrency N    client threads, one connection each (default 1, max 4096)\n"
                 "  -d, --duration SECS    measure for SECS seconds (default 5)\n"
@@ -393,7 +394,15 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return EXIT_USAGE;
         }
-        b.target = argv[optind];
+        /* A bare socket path means a unix: target. */
+        _cleanup_free_ char *target = NULL;
+        if (argv[optind][0] == '/') {
+                if (asprintf(&target, "unix://%s", argv[optind]) < 0)
+                        return EXIT_FAIL;
+                b.target = target;
+        } else {
+                b.target = argv[optind];
+        }
 
         /* Both requests are all-defaults messages (ListPodSandbox: no filter). */
         Runtime__V1__VersionRequest vreq = RUNTIME__V1__VERSION_REQUEST__INIT;

@@ -325,7 +325,7 @@ done
 for n in "${NOTES[@]}"; do echo "note: $n"; done
 echo
 
-echo "== CPU per call (process user+system time in the window / calls; 2-core box: client and daemon compete)"
+echo "== CPU per call (user+system time of the daemon / of the client in the window, divided by its calls)"
 printf '%-15s %5s | %13s %13s | %13s %13s\n' method clients "cocoond srv" "client" "ctrd srv" "client"
 printf '%s\n' "-------------------------------------------------------------------------------"
 for m in $METHODS; do
