@@ -2,6 +2,7 @@
 #include "common/fs.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -126,7 +127,22 @@ int cc_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, 
         return 0;
 }
 
-static int rm_rf_at(int dfd, const char *name, dev_t dev, cc_error **ret_err)
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x00002000
+#endif
+
+/* A bind mount from the same filesystem keeps st_dev: ask statx whether the
+ * directory is the root of a mount (Linux >= 5.8). */
+static bool is_mount_root(int dfd, const char *name)
+{
+        struct statx stx;
+        if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) < 0)
+                return false;
+        return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+               (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+static int rm_rf_at(int dfd, const char *name, dev_t dev, bool top, cc_error **ret_err)
 {
         struct stat st;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -136,7 +152,7 @@ static int rm_rf_at(int dfd, const char *name, dev_t dev, cc_error **ret_err)
                         return cc_error_errno(ret_err, "unlink '%s'", name);
                 return 0;
         }
-        if (st.st_dev != dev)
+        if (st.st_dev != dev || (!top && is_mount_root(dfd, name)))
                 return cc_error_set(ret_err, -EBUSY, "'%s' is a mount point; not removing", name);
         int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
@@ -150,9 +166,11 @@ static int rm_rf_at(int dfd, const char *name, dev_t dev, cc_error **ret_err)
         while ((errno = 0, de = readdir(d))) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                int r = rm_rf_at(dirfd(d), de->d_name, dev, ret_err);
-                if (r < 0)
-                        return cc_error_prefix(ret_err, "%s", name);
+                int r = rm_rf_at(dirfd(d), de->d_name, dev, false, ret_err);
+                if (r < 0) {
+                        cc_error_prefix(ret_err, "%s", name);
+                        return r;
+                }
         }
         if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
                 return cc_error_errno(ret_err, "rmdir '%s'", name);
@@ -164,7 +182,7 @@ int cc_rm_rf(const char *path, cc_error **ret_err)
         struct stat st;
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : cc_error_errno(ret_err, "stat '%s'", path);
-        return rm_rf_at(AT_FDCWD, path, st.st_dev, ret_err);
+        return rm_rf_at(AT_FDCWD, path, st.st_dev, true, ret_err);
 }
 
 int cc_path_is_safe_relative(const char *rel)

@@ -19,6 +19,6 @@ int cc_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, 
 /* Removes path recursively; refuses to descend into other filesystems (a
  * mount point below path fails with -EBUSY). A missing path is success. */
 int cc_rm_rf(const char *path, cc_error **ret_err);
-/* True if rel is a relative path with no "..", no empty or "." components
- * misuse, no leading "/", and no NUL before len. */
+/* True if rel is non-empty, relative (no leading "/") and has no ".."
+ * component. Empty and "." components are allowed (they stay below). */
 int cc_path_is_safe_relative(const char *rel);

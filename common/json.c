@@ -27,6 +27,12 @@ json_object *cc_json_parse(const char *buf, size_t len, size_t max_len, int max_
         json_object *obj = json_tokener_parse_ex(tok, buf, (int)len);
         enum json_tokener_error jerr = json_tokener_get_error(tok);
         size_t used = json_tokener_get_parse_end(tok);
+        if (!obj && jerr == json_tokener_continue && used == len) {
+                /* A top-level number or literal needs a terminator to end. */
+                obj = json_tokener_parse_ex(tok, "", 1);
+                jerr = json_tokener_get_error(tok);
+                used = len;
+        }
         json_tokener_free(tok);
         if (!obj || jerr != json_tokener_success) {
                 if (obj)
@@ -93,7 +99,9 @@ int cc_json_get_int64(json_object *obj, const char *key, bool optional, int64_t 
                 return cc_error_set(ret_err, -EINVAL, "field '%s' must be an integer", key);
         errno = 0;
         int64_t x = json_object_get_int64(v);
-        if (errno == EINVAL || errno == ERANGE)
+        /* json-c clamps values past INT64_MAX without setting errno. */
+        if (errno == EINVAL || errno == ERANGE ||
+            (x == INT64_MAX && json_object_get_uint64(v) > (uint64_t)INT64_MAX))
                 return cc_error_set(ret_err, -ERANGE, "field '%s' is out of range", key);
         *ret = x;
         return 0;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -187,8 +188,13 @@ int cc_spawn_run(const char *path, char *const argv[], char *const envp[], const
         close(out[1]);
         close(err[1]);
         in[0] = out[1] = err[1] = -1;
+        /* A child that exits without reading its stdin must not kill us with
+         * SIGPIPE: block it in this thread only, and eat a pending one below. */
+        sigset_t pipe_set, old_mask;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
         fcntl(in[1], F_SETFL, O_NONBLOCK);
-        signal(SIGPIPE, SIG_IGN);
 
         outbuf bo = { 0 }, be = { 0 };
         size_t written = 0;
@@ -231,8 +237,35 @@ int cc_spawn_run(const char *path, char *const argv[], char *const envp[], const
                         }
                 }
         }
+        /* stdout/stderr closed does not mean exited: keep the deadline for
+         * the exit too, watching a pidfd. */
+        if (!timed_out && deadline >= 0) {
+                int pfd = (int)syscall(SYS_pidfd_open, p.pid, 0);
+                if (pfd >= 0) {
+                        for (;;) {
+                                int64_t left = deadline - now_ms();
+                                if (left <= 0) {
+                                        timed_out = true;
+                                        break;
+                                }
+                                struct pollfd pp = { pfd, POLLIN, 0 };
+                                int pr = poll(&pp, 1, (int)left);
+                                if (pr > 0)
+                                        break;
+                                if (pr < 0 && errno != EINTR)
+                                        break;
+                        }
+                        close(pfd);
+                }
+        }
         if (timed_out)
                 kill(-p.pid, SIGKILL);
+        if (!sigismember(&old_mask, SIGPIPE)) {
+                struct timespec zero = { 0, 0 };
+                while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
+                        ;
+                pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+        }
         int status = 0;
         while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR)
                 ;
