@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""CRI client and sampler for bench/pull/run.sh (Debian's python3-grpcio; the
+runtime.v1 stubs are generated from proto/api.proto at run time, as
+tests/integration/conftest.py does). The client's own cost is negligible
+next to a 200 MB pull; what is measured is the daemon's (by pid).
+
+    pullclient.py stubs DIR
+        generate api_pb2*.py into DIR (once per run)
+    pullclient.py version --stubs DIR TARGET
+        one Version call (readiness probe); exit 0 if it answers
+    pullclient.py pull --stubs DIR --pid PID --image REF [--expect-id ID] TARGET
+        one PullImage timed end to end (client side), the daemon's VmRSS
+        polled every --interval seconds (peak), its CPU time (own + reaped
+        children, /proc/PID/stat) across the call, then ListImages must show
+        REF with the returned id. Prints one RESULT key=value line.
+    pullclient.py phases LOG
+        cocoond's debug log -> RESULT fetch_s=... commit_s=... (see README)
+"""
+import argparse
+import datetime
+import os
+import pathlib
+import re
+import sys
+import threading
+import time
+
+SRCDIR = pathlib.Path(__file__).resolve().parents[2]
+
+
+def gen_stubs(outdir):
+    outdir = pathlib.Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "api.proto").write_text((SRCDIR / "proto" / "api.proto").read_text())
+    from grpc_tools import protoc
+    import grpc_tools
+    include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    rc = protoc.main(["protoc", "-I%s" % outdir, "-I%s" % include, "--python_out=%s" % outdir,
+                      "--grpc_python_out=%s" % outdir, str(outdir / "api.proto")])
+    if rc != 0:
+        sys.exit("pullclient: protoc failed")
+
+
+def load_stubs(d):
+    sys.path.insert(0, str(d))
+    import api_pb2
+    import api_pb2_grpc
+    return api_pb2, api_pb2_grpc
+
+
+def channel(target):
+    import grpc
+    return grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
+
+
+def status_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    # utime stime cutime cstime: fields 14-17 of stat, 12-15 after "(comm) "
+    return sum(int(x) for x in fields[11:15])
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid, interval):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.n = 0
+        self.stop_ev = threading.Event()
+        self.error = None
+
+    def sample(self):
+        rss = status_kib(self.pid, "VmRSS")
+        self.peak = max(self.peak, rss)
+        self.n += 1
+
+    def run(self):
+        nxt = time.monotonic()
+        try:
+            while not self.stop_ev.is_set():
+                self.sample()
+                nxt += self.interval
+                self.stop_ev.wait(max(0.0, nxt - time.monotonic()))
+        except OSError as e:
+            self.error = e
+
+
+def cmd_pull(a):
+    pb, pbg = load_stubs(a.stubs)
+    ch = channel(a.target)
+    rt = pbg.RuntimeServiceStub(ch)
+    im = pbg.ImageServiceStub(ch)
+    rt.Version(pb.VersionRequest(version="0.1.0"), timeout=10)  # connected before timing
+    rss0 = status_kib(a.pid, "VmRSS")
+    hz = os.sysconf("SC_CLK_TCK")
+    s = Sampler(a.pid, a.interval)
+    cpu0 = cpu_ticks(a.pid)
+    s.start()
+    t0 = time.perf_counter()
+    resp = im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=a.image)), timeout=a.timeout)
+    wall = time.perf_counter() - t0
+    s.stop_ev.set()
+    s.join()
+    s.sample()
+    cpu1 = cpu_ticks(a.pid)
+    hwm = status_kib(a.pid, "VmHWM")
+    if s.error:
+        sys.exit("pullclient: sampling pid %d failed: %s" % (a.pid, s.error))
+    if a.expect_id and resp.image_ref != a.expect_id:
+        sys.exit("pullclient: PullImage returned %r, expected %r" % (resp.image_ref, a.expect_id))
+    listed = [i for i in im.ListImages(pb.ListImagesRequest(), timeout=30).images
+              if a.image in i.repo_tags]
+    if len(listed) != 1 or (a.expect_id and listed[0].id != a.expect_id):
+        sys.exit("pullclient: ListImages does not show %s%s after the pull: %r"
+                 % (a.image, " as " + a.expect_id if a.expect_id else "", listed))
+    print("RESULT wall_s=%.3f rss_before_kib=%d peak_rss_kib=%d hwm_kib=%d cpu_s=%.2f "
+          "samples=%d image_ref=%s listed_size=%d"
+          % (wall, rss0, s.peak, hwm, (cpu1 - cpu0) / hz, s.n, resp.image_ref, listed[0].size))
+
+
+def cmd_version(a):
+    pb, pbg = load_stubs(a.stubs)
+    pbg.RuntimeServiceStub(channel(a.target)).Version(pb.VersionRequest(version="0.1.0"),
+                                                      timeout=2)
+
+
+TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ")
+
+
+def cmd_phases(a):
+    """start: 'rpc=PullImage api=... start' (dispatch.c); each layer blob's
+    'layer sha256:...: downloaded' (pull.c, debug); 'rpc=PullImage image=...
+    id=...' (rpc-pull-image.c, after image_commit: unpack + record)."""
+    start = last_dl = done = None
+    n_dl = 0
+    for line in open(a.log, errors="replace"):
+        m = TS.match(line)
+        if not m:
+            continue
+        t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+        if re.search(r" rpc=PullImage api=\S+ start\b", line):
+            start = t
+        elif re.search(r" layer sha256:[0-9a-f]{64}: downloaded", line):
+            last_dl = t
+            n_dl += 1
+        elif "rpc=PullImage image=" in line:
+            done = t
+    if start is None or last_dl is None or done is None:
+        sys.exit("pullclient: phases not found in %s (start=%s last_download=%s done=%s;"
+                 " is cocoond at --log-level debug?)" % (a.log, start, last_dl, done))
+    print("RESULT fetch_s=%.3f commit_s=%.3f layers_downloaded=%d"
+          % (last_dl - start, done - last_dl, n_dl))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("stubs")
+    p.add_argument("dir")
+    p = sub.add_parser("version")
+    p.add_argument("--stubs", required=True)
+    p.add_argument("target")
+    p = sub.add_parser("pull")
+    p.add_argument("--stubs", required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--expect-id")
+    p.add_argument("--interval", type=float, default=0.02)
+    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("target")
+    p = sub.add_parser("phases")
+    p.add_argument("log")
+    a = ap.parse_args()
+    if a.cmd == "stubs":
+        gen_stubs(a.dir)
+    elif a.cmd == "version":
+        cmd_version(a)
+    elif a.cmd == "pull":
+        cmd_pull(a)
+    else:
+        cmd_phases(a)
+
+
+if __name__ == "__main__":
+    main()
