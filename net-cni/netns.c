@@ -170,6 +170,16 @@ int cni_netns_remove(const char *path, cc_error **ret_err)
                 return cc_error_set(ret_err, -EINVAL, "netns path '%s' is not absolute", path ? path : "");
         if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
                 return cc_error_errno(ret_err, "unmount netns '%s'", path);
+        /* What remains must be the empty file the namespace was pinned on:
+         * never unlink anything else a wrong path might name. */
+        struct stat st;
+        if (lstat(path, &st) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return cc_error_errno(ret_err, "stat netns '%s'", path);
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size != 0)
+                return cc_error_set(ret_err, -EINVAL, "'%s' is not a network namespace pin", path);
         if (unlink(path) < 0 && errno != ENOENT)
                 return cc_error_errno(ret_err, "remove netns '%s'", path);
         return 0;

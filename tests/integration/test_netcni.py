@@ -211,6 +211,41 @@ def test_add_ping_check_del(net):
     assert name not in sh("ip", "netns", "list")
 
 
+def test_del_after_netns_gone(net):
+    """StopPodSandbox may come after the namespace is gone: DEL still frees the IP."""
+    net.write_conf()
+    path, name = net.new_netns("g1")
+    net.add(path, "podg")
+    assert len(net.allocations()) == 1
+    run("netns-delete", path)
+    net.delete(path, "podg")
+    assert net.allocations() == []
+    assert list((net.cache / "results").iterdir()) == []
+
+
+def test_netns_private_dir_and_refusal(net):
+    """A netns_dir that is no mount point yet becomes a shared bind mount of
+    itself; remove refuses to unlink what is not a namespace pin."""
+    d = tempfile.mkdtemp(prefix="cocoon-netns-", dir="/run")
+    try:
+        _, out = run("netns-create", "--netns-dir", d, "x1")
+        assert out["path"] == d + "/x1"
+        mi = pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
+        dirs = [l for l in mi if l.split()[4] == d]
+        assert dirs and "shared:" in dirs[-1]
+        assert [l for l in mi if l.split()[4] == d + "/x1"]
+        run("netns-delete", d + "/x1")
+        assert not os.path.exists(d + "/x1")
+        pathlib.Path(d, "notns").write_text("data")
+        rc, out = run("netns-delete", d + "/notns", check=False)
+        assert rc == 1 and "not a network namespace pin" in out["error"]
+        assert os.path.exists(d + "/notns")
+    finally:
+        while subprocess.run(["umount", d], capture_output=True).returncode == 0:
+            pass
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_check(net):
     # portmap 1.1.1's CHECK wrongly fails for IPv4-only pods that have port
     # mappings (containernetworking/plugins#819); check a pod without them.
