@@ -178,7 +178,8 @@ int st_write_locked(st_conn *c, struct iovec *iov, int n)
         while (n > 0) {
                 if (atomic_load(&c->dead))
                         return -EPIPE;
-                ssize_t k = writev(c->fd, iov, n);
+                struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+                ssize_t k = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;

@@ -539,8 +539,10 @@ static int send_data(spdy_conn *sc, sstream *s, const uint8_t *p, size_t len, bo
                 int r = st_writev_all(sc->c, iov, 2);
                 if (r < 0)
                         return r;
-                p += n;
-                len -= n;
+                if (n) {
+                        p += n;
+                        len -= n;
+                }
         } while (len > 0);
         return 0;
 }
