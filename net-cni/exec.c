@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -294,9 +295,13 @@ static int run_plugin(const cni_exec_ctx *ctx, const cni_netconf *net, size_t id
         _cleanup_free_ char *out = NULL, *errout = NULL;
         int status = 0;
         cc_error *err = NULL;
-        log_debug("cni: %s plugin=%s container=%s", cmd_names[cmd], type, pod->container_id);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         r = cc_spawn_run(path, argv, envp, in_str, in_len, CNI_RESULT_MAX_SIZE, ctx->timeout_ms, &out, &errout,
                          &status, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        log_debug("cni: %s plugin=%s container=%s ms=%ld rc=%d", cmd_names[cmd], type, pod->container_id,
+                  (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000), r);
         for (int i = 0; i < ne; i++)
                 free(envp[i]);
         if (r == -ETIMEDOUT) {

@@ -13,7 +13,8 @@
  *           (opens the tap again, sends an ARP request and an ICMP echo for
  *           the gateway with the veth's MAC and IP, reads the replies back)
  *   bench   (add's options) --netns-dir DIR [-n N]: N x (netns create + ADD +
- *           tap setup), each undone after it is timed; prints the times. */
+ *           tap setup), each undone after it is timed; prints the times.
+ * COCOON_NET_DEBUG=1 in the environment turns on debug logging (stderr). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +31,7 @@
 
 #include "common/cleanup.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "net-cni/conf.h"
 #include "net-cni/exec.h"
 #include "net-cni/netns.h"
@@ -468,6 +470,8 @@ int main(int argc, char **argv)
                 return 2;
         }
         const char *cmd = argv[1];
+        if (getenv("COCOON_NET_DEBUG"))
+                cc_log_set_level(CC_LOG_DEBUG);
         optind = 2;
         int c;
         while ((c = getopt_long(argc, argv, "n:", lo, NULL)) != -1) {
