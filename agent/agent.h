@@ -228,6 +228,6 @@ void agent_oom_get(ttrpc_call *call);
 
 int agent_init_pid1(cc_error **ret_err);
 void agent_init_poweroff(void);
-int agent_mount_storage(const Grpc__Storage *s, cc_error **ret_err);
+int agent_mount_storage(const Grpc__Storage *s, bool *ret_mounted, cc_error **ret_err);
 int agent_channel_serve_guest(ttrpc_server *s);
 int agent_channel_serve_unix(ttrpc_server *s, const char *path);

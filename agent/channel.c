@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -22,14 +23,17 @@
 
 #define AGENT_VSOCK_PORT 1024
 
+/* "cocoon-agent ready" on the console (the host times boots by it) and in
+ * the log. PID 1's stderr is /dev/console; a direct write there is not
+ * filtered by the kernel's console log level as /dev/kmsg would be. */
 static void announce_ready(void)
 {
         static const char msg[] = "cocoon-agent ready\n";
         if (agent.guest) {
-                int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+                int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
                 if (fd >= 0) {
                         if (write(fd, msg, sizeof(msg) - 1) < 0) {
-                                /* fall through to the log line */
+                                /* nothing else to tell it to */
                         }
                         close(fd);
                 }
@@ -110,47 +114,95 @@ static int find_vport(char *out, size_t size)
         return -ENOENT;
 }
 
-int agent_channel_serve_guest(ttrpc_server *s)
+/* True when a vsock transport with a guest CID is present: AF_VSOCK
+ * sockets bind and listen without any device, so a listening socket proves
+ * nothing. */
+static bool vsock_usable(void)
 {
-        int vfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (vfd >= 0) {
-                struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
-                                          .svm_port = AGENT_VSOCK_PORT };
-                if (bind(vfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(vfd, 4) == 0) {
-                        log_info("listening on vsock port %d", AGENT_VSOCK_PORT);
-                        int r = accept_loop(s, vfd);
-                        close(vfd);
-                        return r;
-                }
-                log_info("vsock unusable (%s): trying virtio-serial", strerror(errno));
-                close(vfd);
+        _cleanup_close_ int fd = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+        unsigned int cid = VMADDR_CID_ANY;
+        if (fd < 0 || ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0)
+                return false;
+        log_debug("vsock local cid %u", cid);
+        return cid != VMADDR_CID_ANY && cid > VMADDR_CID_HOST;
+}
+
+static int serve_vsock(ttrpc_server *s)
+{
+        _cleanup_close_ int vfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (vfd < 0)
+                return -errno;
+        struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
+                                  .svm_port = AGENT_VSOCK_PORT };
+        if (bind(vfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(vfd, 4) < 0) {
+                log_error("vsock port %d: %s", AGENT_VSOCK_PORT, strerror(errno));
+                return -errno;
         }
-        char dev[128];
-        if (find_vport(dev, sizeof(dev)) < 0) {
-                log_error("no vsock and no virtio-serial port named agent.0");
-                return -ENODEV;
+        log_info("listening on vsock port %d", AGENT_VSOCK_PORT);
+        return accept_loop(s, vfd);
+}
+
+/* The port stays open for the agent's lifetime and each connection is
+ * served on a dup of it: closing the port would discard what the host sent
+ * meanwhile. The port polls POLLHUP for as long as no host is attached and
+ * the kernel offers no event for the attach, so a short sleep bridges the
+ * gap between two host connections (not the first: the host connects
+ * before the guest boots). */
+static int serve_vport(ttrpc_server *s, const char *dev)
+{
+        _cleanup_close_ int fd = open(dev, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                log_error("open %s: %s", dev, strerror(errno));
+                return -errno;
         }
         log_info("serving on %s", dev);
         announce_ready();
         for (;;) {
-                int fd = open(dev, O_RDWR | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0) {
-                        log_error("open %s: %s", dev, strerror(errno));
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                if (poll(&p, 1, 0) < 0 && errno != EINTR)
                         return -errno;
+                if (p.revents & POLLHUP) {
+                        poll(NULL, 0, 10);
+                        continue;
                 }
-                struct timespec t0, t1;
-                clock_gettime(CLOCK_MONOTONIC, &t0);
+                int cfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (cfd < 0)
+                        return -errno;
+                log_debug("host connected");
                 cc_error *err = NULL;
-                int r = ttrpc_server_serve_fd(s, fd, &err);
-                if (r == -ECANCELED || agent.destroyed)
+                int r = ttrpc_server_serve_fd(s, cfd, &err);
+                if (r == -ECANCELED || agent.destroyed) {
+                        cc_error_free(err);
                         return 0;
+                }
                 if (r < 0)
                         log_warn("connection dropped: %s", err ? err->msg : strerror(-r));
+                else
+                        log_debug("host disconnected");
                 cc_error_free(err);
-                /* A port with no host side reports hang-up at once: do not
-                 * spin while nobody is connected. */
-                clock_gettime(CLOCK_MONOTONIC, &t1);
-                if (t1.tv_sec - t0.tv_sec < 1)
-                        poll(NULL, 0, 100);
+        }
+}
+
+/* The host offers either a virtio-serial port named agent.0 or vsock. The
+ * port appears asynchronously (the device announces its ports after the
+ * driver is up), so wait for one of them. */
+int agent_channel_serve_guest(ttrpc_server *s)
+{
+        char dev[128];
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bool warned = false;
+        for (;;) {
+                if (find_vport(dev, sizeof(dev)) == 0 && access(dev, F_OK) == 0)
+                        return serve_vport(s, dev);
+                if (vsock_usable())
+                        return serve_vsock(s);
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (!warned && now.tv_sec - t0.tv_sec >= 10) {
+                        log_warn("still no vsock and no virtio-serial port named agent.0");
+                        warned = true;
+                }
+                /* devices show up from kernel work items: no event to wait on */
+                poll(NULL, 0, 2);
         }
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -138,7 +139,24 @@ static int namespaces(const Grpc__CreateContainerRequest *req, spawn_args *a, cc
 }
 
 static void undo_rmdir(void *p) { rmdir(p); }
-static void undo_umount(void *p) { umount2(p, MNT_DETACH); }
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        if (remove(path) < 0 && errno != ENOENT)
+                log_debug("remove %s: %s", path, strerror(errno));
+        return 0;
+}
+/* p: the overlay's merged directory, AGENT_RW_DIR/<id>/rootfs */
+static void undo_overlay(void *p)
+{
+        umount2(p, MNT_DETACH);
+        char *slash = strrchr(p, '/');
+        if (slash) {
+                *slash = 0;
+                nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+                *slash = '/';
+        }
+}
 
 /* Guest mode, writable rootfs: an overlay whose upper layer lives in guest
  * memory, so container writes never reach the host's shared directory. */
@@ -168,12 +186,22 @@ static int resolve_rootfs(agent_container *c, cc_error **ret_err)
         const Grpc__Root *root = c->req->oci->root;
         char path[PATH_MAX];
         if (agent.guest) {
-                const char *rel = root->path;
-                while (*rel == '/')
-                        rel++;
-                if (agent_validate_relpath("root.path", rel, ret_err) < 0)
-                        return -EINVAL;
-                snprintf(path, sizeof(path), "%s/%s", AGENT_SHARED_DIR, rel);
+                /* Kata: an absolute guest path inside a storage mounted
+                 * below /run/cocoon/ (e.g. AGENT_SHARED_DIR/<id>/rootfs);
+                 * a relative path is taken relative to AGENT_SHARED_DIR. */
+                const char *p = root->path;
+                if (p[0] == '/') {
+                        if (strncmp(p, "/run/cocoon/", 12) != 0 ||
+                            strncmp(p, AGENT_RW_DIR "/", strlen(AGENT_RW_DIR) + 1) == 0)
+                                return cc_error_set(ret_err, -EINVAL, "root path '%.64s' is not below /run/cocoon", p);
+                        if (agent_validate_relpath("root.path", p + 12, ret_err) < 0)
+                                return -EINVAL;
+                        snprintf(path, sizeof(path), "%s", p);
+                } else {
+                        if (agent_validate_relpath("root.path", p, ret_err) < 0)
+                                return -EINVAL;
+                        snprintf(path, sizeof(path), "%s/%s", AGENT_SHARED_DIR, p);
+                }
         } else {
                 snprintf(path, sizeof(path), "%s", root->path);
         }
@@ -229,7 +257,7 @@ int agent_container_create(Grpc__CreateContainerRequest *req, cc_error **ret_err
                 goto fail;
         if (agent.guest && !req->oci->root->readonly) {
                 c->overlay = strdup(c->rootfs);
-                cc_undo_push(&undo, undo_umount, strdup(c->rootfs), free);
+                cc_undo_push(&undo, undo_overlay, strdup(c->rootfs), free);
         }
         if ((r = agent_plan_build(&plan, req->oci->process, req->oci, c->rootfs, ret_err)) < 0)
                 goto fail;
@@ -386,10 +414,11 @@ int agent_container_remove(agent_container *c, uint32_t timeout_s, cc_error **re
         }
         if (c->overlay) {
                 umount2(c->overlay, MNT_DETACH);
+                /* the upper layer lives in guest memory: free it */
                 char base[PATH_MAX];
                 snprintf(base, sizeof(base), "%s/%s", AGENT_RW_DIR, c->id);
-                /* tmpfs contents go with the directory: best effort. */
-                rmdir(c->overlay);
+                if (nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+                        log_warn("container=%s: remove %s: %s", c->id, base, strerror(errno));
         }
         *pp = c->next;
         container_free(c);

@@ -94,8 +94,27 @@ static void debug_console(void)
         }
 }
 
+/* The kernel refuses pivot_root(2) while the caller's root is the initramfs
+ * (a mount without a parent), and every container's mount namespace is a
+ * copy of ours. So the agent first moves into a bind mount of the initramfs
+ * stacked on "/": the same files, but a root mount with a parent. */
+static int leave_initramfs(cc_error **ret_err)
+{
+        static const char tmp[] = "/.cocoon-root";
+        if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+                return cc_error_errno(ret_err, "mkdir %s", tmp);
+        if (mount("/", tmp, NULL, MS_BIND | MS_REC, NULL) < 0)
+                return cc_error_errno(ret_err, "bind / on %s", tmp);
+        if (chdir(tmp) < 0 || mount(tmp, "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0)
+                return cc_error_errno(ret_err, "move the root off the initramfs");
+        rmdir(tmp);
+        return 0;
+}
+
 int agent_init_pid1(cc_error **ret_err)
 {
+        if (leave_initramfs(ret_err) < 0)
+                return -1;
         if (mount_one("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, ret_err) < 0 ||
             mount_one("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, ret_err) < 0 ||
             mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", ret_err) < 0 ||
@@ -128,35 +147,74 @@ int agent_init_pid1(cc_error **ret_err)
         return 0;
 }
 
-int agent_mount_storage(const Grpc__Storage *s, cc_error **ret_err)
+/* True if path is the root of a mount (its device differs from its
+ * parent's, or it is the same inode as the parent: "/"). */
+static bool is_mountpoint(const char *path)
 {
+        char parent[PATH_MAX + 4];
+        struct stat a, b;
+        snprintf(parent, sizeof(parent), "%s/..", path);
+        if (stat(path, &a) < 0 || stat(parent, &b) < 0)
+                return false;
+        return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
+}
+
+/* Kata's Storage: driver "virtio-fs" (source = the virtio-fs tag, fstype
+ * "virtiofs" or empty), "ephemeral"/"local" (a tmpfs; source ignored).
+ * mount_point is a guest path below /run/cocoon/ (AGENT_SHARED_DIR for
+ * the pod's share). Mounting a mount point that is already mounted is a
+ * no-op, so CreateSandbox and CreateContainer may both name the share.
+ * Sets *ret_mounted when this call mounted something. */
+int agent_mount_storage(const Grpc__Storage *s, bool *ret_mounted, cc_error **ret_err)
+{
+        if (ret_mounted)
+                *ret_mounted = false;
         if (!agent.guest)
                 return 0; /* host mode: the test prepared the files */
         const char *mp = s->mount_point;
-        if (!mp || strncmp(mp, "/run/cocoon/", 12) != 0 || strstr(mp, "..") || strlen(mp) > 512)
-                return cc_error_set(ret_err, -EINVAL, "storage mount point '%.64s' outside /run/cocoon",
-                                    mp ? mp : "");
-        if (!s->source || strlen(s->source) > 512)
-                return cc_error_set(ret_err, -EINVAL, "bad storage source");
+        if (!mp || strncmp(mp, "/run/cocoon/", 12) != 0 || agent_validate_relpath("storage mount point", mp + 12,
+                                                                                   ret_err) < 0 ||
+            strlen(mp) > 512 || strncmp(mp, AGENT_RW_DIR, strlen(AGENT_RW_DIR)) == 0) {
+                if (!*ret_err)
+                        cc_error_set(ret_err, -EINVAL, "storage mount point '%.64s' outside /run/cocoon",
+                                     mp ? mp : "");
+                return -EINVAL;
+        }
+        if (!s->driver)
+                return cc_error_set(ret_err, -EINVAL, "storage without a driver");
         const char *type;
-        if (strcmp(s->driver, "virtio-fs") == 0)
+        if (strcmp(s->driver, "virtio-fs") == 0) {
                 type = "virtiofs";
-        else if (strcmp(s->driver, "ephemeral") == 0 || strcmp(s->driver, "local") == 0)
+                if (!s->source || !*s->source || strlen(s->source) > 36)
+                        return cc_error_set(ret_err, -EINVAL, "virtio-fs storage: bad tag");
+                if (s->fstype && *s->fstype && strcmp(s->fstype, "virtiofs") != 0)
+                        return cc_error_set(ret_err, -EINVAL, "virtio-fs storage: fstype '%.32s'", s->fstype);
+        } else if (strcmp(s->driver, "ephemeral") == 0 || strcmp(s->driver, "local") == 0) {
                 type = "tmpfs";
-        else
+        } else {
                 return cc_error_set(ret_err, -EINVAL, "unsupported storage driver '%.32s'", s->driver);
+        }
         char data[1024] = "";
-        unsigned long flags = 0;
+        unsigned long flags = MS_NODEV;
         size_t dl = 0;
-        for (size_t i = 0; i < s->n_options && i < 32; i++) {
-                if (strcmp(s->options[i], "ro") == 0)
+        if (s->n_options > 32)
+                return cc_error_set(ret_err, -EINVAL, "too many storage options");
+        for (size_t i = 0; i < s->n_options; i++) {
+                const char *o = s->options[i];
+                if (strcmp(o, "ro") == 0)
                         flags |= MS_RDONLY;
-                else if (strcmp(s->options[i], "nodev") == 0)
+                else if (strcmp(o, "nodev") == 0)
                         flags |= MS_NODEV;
-                else if (strcmp(s->options[i], "nosuid") == 0)
+                else if (strcmp(o, "nosuid") == 0)
                         flags |= MS_NOSUID;
-                else if (strcmp(s->options[i], "rw") != 0 && dl + strlen(s->options[i]) + 2 < sizeof(data))
-                        dl += snprintf(data + dl, sizeof(data) - dl, "%s%s", dl ? "," : "", s->options[i]);
+                else if (strcmp(o, "noexec") == 0)
+                        flags |= MS_NOEXEC;
+                else if (strcmp(o, "rw") == 0)
+                        continue;
+                else if (strchr(o, ',') || dl + strlen(o) + 2 >= sizeof(data))
+                        return cc_error_set(ret_err, -EINVAL, "bad storage option '%.32s'", o);
+                else
+                        dl += snprintf(data + dl, sizeof(data) - dl, "%s%s", dl ? "," : "", o);
         }
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s", mp);
@@ -166,16 +224,23 @@ int agent_mount_storage(const Grpc__Storage *s, cc_error **ret_err)
                         mkdir(path, 0755);
                         *p = '/';
                 }
-        mkdir(path, 0755);
-        if (mount(s->source, path, type, flags, dl ? data : NULL) < 0 && errno != EBUSY)
-                return cc_error_errno(ret_err, "mount %s (%s) on %s", s->source, type, path);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                return cc_error_errno(ret_err, "mkdir %s", path);
+        if (is_mountpoint(path))
+                return 0;
+        if (mount(strcmp(type, "tmpfs") == 0 ? "tmpfs" : s->source, path, type, flags, dl ? data : NULL) < 0)
+                return cc_error_errno(ret_err, "mount %s (%s) on %s", s->source ? s->source : "", type, path);
+        log_debug("storage %s (%s) mounted on %s", s->source ? s->source : "", type, path);
+        if (ret_mounted)
+                *ret_mounted = true;
         return 0;
 }
 
 void agent_init_poweroff(void)
 {
         sync();
-        /* Lazily detach what the containers and storages left mounted. */
+        /* Lazily detach what the containers and storages left mounted:
+         * the host's virtiofsd then sees the FUSE session end. */
         umount2(AGENT_SHARED_DIR, MNT_DETACH);
         sync();
         reboot(RB_POWER_OFF);

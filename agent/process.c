@@ -49,8 +49,17 @@ agent_process *agent_process_new(agent_container *c, const char *exec_id)
         return p;
 }
 
+/* Drops a pending read whose connection is gone (the host disconnected):
+ * the data stays buffered for the next connection's read. */
+static void stream_drop_dead_reader(agent_stream *s)
+{
+        if (s->reader && !ttrpc_call_is_alive(s->reader))
+                ttrpc_call_reply_status(TAKE_PTR(s->reader), TTRPC_CODE_CANCELLED, "connection closed");
+}
+
 static void stream_reply(agent_stream *s)
 {
+        stream_drop_dead_reader(s);
         if (!s->reader)
                 return;
         Grpc__ReadStreamResponse resp = GRPC__READ_STREAM_RESPONSE__INIT;
@@ -59,7 +68,11 @@ static void stream_reply(agent_stream *s)
                 return;
         resp.data.data = s->buf;
         resp.data.len = n;
-        ttrpc_call_reply_pb(TAKE_PTR(s->reader), &resp.base);
+        /* Output is consumed only once the answer went out: a host that
+         * disconnects meanwhile reads it again after reconnecting. */
+        int r = ttrpc_call_reply_pb(TAKE_PTR(s->reader), &resp.base);
+        if (r == -ENOTCONN || r == -EPIPE || r == -ECONNRESET)
+                return;
         if (n == 0) {
                 s->eof_delivered = true;
                 return;
@@ -90,6 +103,7 @@ void agent_stream_close(agent_stream *s)
 
 void agent_stream_read(agent_stream *s, ttrpc_call *call, uint32_t len)
 {
+        stream_drop_dead_reader(s);
         if (s->reader) {
                 ttrpc_call_reply_status(call, TTRPC_CODE_FAILED_PRECONDITION,
                                         "another read is pending on this stream");
@@ -168,9 +182,13 @@ static void answer_waiters(agent_process *p)
 {
         Grpc__WaitProcessResponse resp = GRPC__WAIT_PROCESS_RESPONSE__INIT;
         resp.status = p->status;
+        bool delivered = false;
         for (size_t i = 0; i < p->n_waiters; i++)
-                ttrpc_call_reply_pb(p->waiters[i], &resp.base);
-        if (p->n_waiters && p->exec_id)
+                if (ttrpc_call_reply_pb(p->waiters[i], &resp.base) == 0)
+                        delivered = true;
+        /* An exec is forgotten only once its exit reached a host: a wait
+         * answered into a closed connection does not count. */
+        if (delivered && p->exec_id)
                 p->waited = true;
         free(p->waiters);
         p->waiters = NULL;
@@ -285,10 +303,13 @@ static void oom_deliver(void)
         while (agent.n_oom && agent.n_oom_waiters) {
                 Grpc__OOMEvent ev = GRPC__OOMEVENT__INIT;
                 ev.container_id = agent.oom_queue[0];
-                ttrpc_call_reply_pb(agent.oom_waiters[0], &ev.base);
+                ttrpc_call *w = agent.oom_waiters[0];
+                memmove(agent.oom_waiters, agent.oom_waiters + 1, --agent.n_oom_waiters * sizeof(ttrpc_call *));
+                /* an event answered into a closed connection stays queued */
+                if (ttrpc_call_reply_pb(w, &ev.base) < 0)
+                        continue;
                 free(agent.oom_queue[0]);
                 memmove(agent.oom_queue, agent.oom_queue + 1, --agent.n_oom * sizeof(char *));
-                memmove(agent.oom_waiters, agent.oom_waiters + 1, --agent.n_oom_waiters * sizeof(ttrpc_call *));
         }
 }
 

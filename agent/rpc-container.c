@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 
 #include "agent/agent.h"
 #include "common/cleanup.h"
@@ -83,9 +84,15 @@ static void h_create(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
         pthread_mutex_lock(&agent_lock);
         if (agent_find_container(req->container_id))
                 cc_error_set(&err, -EEXIST, "container %s already exists", req->container_id);
-        for (size_t i = 0; !err && agent.guest && i < req->n_storages && i < 64; i++)
-                agent_mount_storage(req->storages[i], &err);
+        bool mounted[64] = { false };
+        if (!err && req->n_storages > CC_ARRAY_SIZE(mounted))
+                cc_error_set(&err, -EINVAL, "too many storages");
+        for (size_t i = 0; !err && i < req->n_storages; i++)
+                agent_mount_storage(req->storages[i], &mounted[i], &err);
         int r = err ? -1 : agent_container_create(req, &err);
+        for (size_t i = CC_MIN(req->n_storages, CC_ARRAY_SIZE(mounted)); r < 0 && i-- > 0;)
+                if (mounted[i])
+                        umount2(req->storages[i]->mount_point, MNT_DETACH);
         pthread_mutex_unlock(&agent_lock);
         if (r < 0) {
                 agent_reply_fail(call, "CreateContainer", id, err);

@@ -180,10 +180,15 @@ static void h_create_sandbox(ttrpc_call *call, const uint8_t *pl, size_t len, vo
                 for (size_t i = 0; i < req->n_dns && !err; i++)
                         if (strlen(req->dns[i]) > 256 || strchr(req->dns[i], '\n'))
                                 cc_error_set(&err, -EINVAL, "bad dns entry");
+                bool mounted[64] = { false };
                 for (size_t i = 0; i < req->n_storages && !err; i++)
-                        agent_mount_storage(req->storages[i], &err);
+                        agent_mount_storage(req->storages[i], &mounted[i], &err);
                 if (!err && req->sandbox_pidns && agent.sandbox_pidns_pid <= 0)
                         start_pidns_holder(&err);
+                /* a failed call leaves nothing mounted */
+                for (size_t i = req->n_storages; err && i-- > 0;)
+                        if (mounted[i])
+                                umount2(req->storages[i]->mount_point, MNT_DETACH);
         }
         if (!err) {
                 free(agent.hostname);
