@@ -71,17 +71,37 @@ def cpu_ticks(pid):
 
 
 class Sampler(threading.Thread):
+    """Polls the daemon's VmRSS (peak) and, per thread, /proc/PID/task/*/schedstat
+    (time on a CPU, time runnable but waiting for one; a thread's last
+    reading is kept after it exits). timeline: (unix time, run_ns, runq_ns)."""
+
     def __init__(self, pid, interval):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.peak = 0
         self.n = 0
+        self.sched = {}
+        self.sched0 = None
+        self.timeline = []
         self.stop_ev = threading.Event()
         self.error = None
+
+    def read_sched(self):
+        base = "/proc/%d/task" % self.pid
+        for tid in os.listdir(base):
+            try:
+                with open("%s/%s/schedstat" % (base, tid)) as f:
+                    run, wait = (int(x) for x in f.read().split()[:2])
+            except (OSError, ValueError):
+                continue  # the thread just exited
+            self.sched[tid] = (run, wait)
+        return (sum(v[0] for v in self.sched.values()), sum(v[1] for v in self.sched.values()))
 
     def sample(self):
         rss = status_kib(self.pid, "VmRSS")
         self.peak = max(self.peak, rss)
+        run, wait = self.read_sched()
+        self.timeline.append((time.time(), run, wait))
         self.n += 1
 
     def run(self):
@@ -104,6 +124,7 @@ def cmd_pull(a):
     rss0 = status_kib(a.pid, "VmRSS")
     hz = os.sysconf("SC_CLK_TCK")
     s = Sampler(a.pid, a.interval)
+    s.sample()  # the baseline: RSS and per-thread schedstat before the call
     cpu0 = cpu_ticks(a.pid)
     s.start()
     t0 = time.perf_counter()
@@ -123,9 +144,15 @@ def cmd_pull(a):
     if len(listed) != 1 or (a.expect_id and listed[0].id != a.expect_id):
         sys.exit("pullclient: ListImages does not show %s%s after the pull: %r"
                  % (a.image, " as " + a.expect_id if a.expect_id else "", listed))
+    t_first, t_last = s.timeline[0], s.timeline[-1]
+    if a.timeline:
+        with open(a.timeline, "w") as f:
+            for t, run, wait in s.timeline:
+                f.write("%.6f %d %d\n" % (t, run - t_first[1], wait - t_first[2]))
     print("RESULT wall_s=%.3f rss_before_kib=%d peak_rss_kib=%d hwm_kib=%d cpu_s=%.2f "
-          "samples=%d image_ref=%s listed_size=%d"
-          % (wall, rss0, s.peak, hwm, (cpu1 - cpu0) / hz, s.n, resp.image_ref, listed[0].size))
+          "oncpu_s=%.2f runq_s=%.2f samples=%d image_ref=%s listed_size=%d"
+          % (wall, rss0, s.peak, hwm, (cpu1 - cpu0) / hz, (t_last[1] - t_first[1]) / 1e9,
+             (t_last[2] - t_first[2]) / 1e9, s.n, resp.image_ref, listed[0].size))
 
 
 def cmd_version(a):
@@ -158,8 +185,22 @@ def cmd_phases(a):
     if start is None or last_dl is None or done is None:
         sys.exit("pullclient: phases not found in %s (start=%s last_download=%s done=%s;"
                  " is cocoond at --log-level debug?)" % (a.log, start, last_dl, done))
-    print("RESULT fetch_s=%.3f commit_s=%.3f layers_downloaded=%d"
-          % (last_dl - start, done - last_dl, n_dl))
+    out = "RESULT fetch_s=%.3f commit_s=%.3f layers_downloaded=%d" % (
+        last_dl - start, done - last_dl, n_dl)
+    if a.timeline:
+        tl = [tuple(float(x) for x in line.split()) for line in open(a.timeline)]
+
+        def at(t):  # cumulative (run, runq) at the last sample not after t
+            best = tl[0]
+            for row in tl:
+                if row[0] <= t:
+                    best = row
+            return best[1] / 1e9, best[2] / 1e9
+        for name, t0, t1 in (("fetch", start, last_dl), ("commit", last_dl, done)):
+            r0, q0 = at(t0)
+            r1, q1 = at(t1)
+            out += " %s_oncpu_s=%.2f %s_runq_s=%.2f" % (name, r1 - r0, name, q1 - q0)
+    print(out)
 
 
 def main():
@@ -177,8 +218,10 @@ def main():
     p.add_argument("--expect-id")
     p.add_argument("--interval", type=float, default=0.02)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--timeline", help="write 'unix_time run_ns runq_ns' per sample here")
     p.add_argument("target")
     p = sub.add_parser("phases")
+    p.add_argument("--timeline", help="from pull --timeline: CPU/run-queue time per phase")
     p.add_argument("log")
     a = ap.parse_args()
     if a.cmd == "stubs":

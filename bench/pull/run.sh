@@ -21,7 +21,7 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRCDIR=$(cd "$HERE/../.." && pwd)
-# shellcheck source=../lib/daemons.sh
+# shellcheck source=SCRIPTDIR/../lib/daemons.sh
 . "$SRCDIR/bench/lib/daemons.sh"
 
 BUILDDIR=$(cd "${1:-.}" && pwd) || die "no build directory '${1:-.}'"
@@ -90,6 +90,7 @@ median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2];
         else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 maxof() { tr ' ' '\n' | sed '/^$/d' | sort -g | tail -n 1; }
+minof() { tr ' ' '\n' | sed '/^$/d' | sort -g | head -n 1; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 
@@ -168,21 +169,23 @@ pull_one() { # DAEMON ROUND
         sync # earlier runs' dirty pages are not this pull's to write back
         "start_$name" "$d"
         out=$("$PY" "$CLIENT" pull --stubs "$STUBS" --pid "$DAEMON_PID" --image "$REF" \
-                --expect-id "$IMG_CONFIG" --interval "$INTERVAL" "unix://$SOCK" 2>&1) || {
+                --expect-id "$IMG_CONFIG" --interval "$INTERVAL" --timeline "$d/timeline" \
+                "unix://$SOCK" 2>&1) || {
                 echo "$out" >&2
                 tail -n 30 "$d/log" >&2
                 die "$name round $round: pull failed (above)"
         }
         line=$(grep '^RESULT' <<<"$out")
-        for k in wall_s peak_rss_kib hwm_kib rss_before_kib cpu_s; do
+        for k in wall_s peak_rss_kib hwm_kib rss_before_kib cpu_s runq_s; do
                 R[$name/$round/$k]=$(get "$k" "$line")
         done
         # It really pulled: the unpacked tree is on disk.
         if [ "$name" = cocoond ]; then
                 unpacked=$(du -sb "$d/root/layers/sha256" | cut -f1)
-                ph=$("$PY" "$CLIENT" phases "$d/log")
-                R[$name/$round/fetch_s]=$(get fetch_s "$ph")
-                R[$name/$round/commit_s]=$(get commit_s "$ph")
+                ph=$("$PY" "$CLIENT" phases --timeline "$d/timeline" "$d/log")
+                for k in fetch_s commit_s fetch_oncpu_s fetch_runq_s commit_oncpu_s commit_runq_s; do
+                        R[$name/$round/$k]=$(get "$k" "$ph")
+                done
         else
                 unpacked=$(du -sb "$d/root/io.containerd.snapshotter.v1.overlayfs/snapshots" | cut -f1)
         fi
@@ -208,27 +211,40 @@ echo "   registry: Debian docker-registry on $REG_HOST (plain HTTP), blobs warm 
 echo "   each round: a fresh daemon on an empty temporary root; RSS polled every ${INTERVAL}s;"
 echo "   both daemons fetch 3 layers at a time (cocoon image.max_concurrent_downloads, containerd default)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY0=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+# Noise check: machine busy ticks minus this script's own and reaped children's
+# (daemons, clients) and the registry's = what other processes took.
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+BUSY0=$(busy_ticks)
+SELF0=$(daemons_cpu_ticks $$)
+REG0=$(daemons_cpu_ticks "$REG_PID")
 T0=$(date +%s.%N)
 echo
 
 echo "== rounds"
-printf '%-5s %-10s | %8s %10s %10s %8s | %s\n' round daemon "time" "peak RSS" "VmHWM" "CPU s" "notes"
-printf '%s\n' "----------------------------------------------------------------------------------"
+printf '%-5s %-10s | %8s %10s %10s %6s %6s | %s\n' round daemon "time" "peak RSS" "VmHWM" "CPU s" "runq s" \
+        "notes (cocoond phases: wall / on-CPU / waiting for a CPU)"
+printf '%s\n' "--------------------------------------------------------------------------------------------------------------"
 for ((r = 1; r <= ROUNDS; r++)); do
         # Alternate who goes first, so neither always pulls right after the other.
         if ((r % 2)); then order="cocoond containerd"; else order="containerd cocoond"; fi
         for n in $order; do
                 pull_one "$n" "$r"
                 note="unpacked $(mb "${R[$n/$r/unpacked]}")"
-                [ "$n" != cocoond ] ||
-                        note+=", fetch ${R[$n/$r/fetch_s]}s + unpack/commit ${R[$n/$r/commit_s]}s"
-                printf '%-5s %-10s | %7ss %10s %10s %8s | %s\n' "$r" "$n" "${R[$n/$r/wall_s]}" \
+                if [ "$n" = cocoond ]; then
+                        note+="; fetch ${R[$n/$r/fetch_s]}/${R[$n/$r/fetch_oncpu_s]}/${R[$n/$r/fetch_runq_s]}s"
+                        note+=", unpack+commit ${R[$n/$r/commit_s]}/${R[$n/$r/commit_oncpu_s]}/${R[$n/$r/commit_runq_s]}s"
+                fi
+                printf '%-5s %-10s | %7ss %10s %10s %6s %6s | %s\n' "$r" "$n" "${R[$n/$r/wall_s]}" \
                         "$(mib "${R[$n/$r/peak_rss_kib]}")" "$(mib "${R[$n/$r/hwm_kib]}")" \
-                        "${R[$n/$r/cpu_s]}" "$note"
+                        "${R[$n/$r/cpu_s]}" "${R[$n/$r/runq_s]}" "$note"
         done
 done
 echo
+
+BUSY1=$(busy_ticks)
+SELF1=$(daemons_cpu_ticks $$)
+REG1=$(daemons_cpu_ticks "$REG_PID")
+T1=$(date +%s.%N)
 
 # ---- optional profile of one more cocoond pull -------------------------------------
 PROF_OUT=
@@ -251,8 +267,15 @@ if [ -n "$PROFILE" ]; then
         PROF_PID=
         PROF_OUT="== profile ($PROFILE) of one more cocoond pull ($(get wall_s "$(grep '^RESULT' <<<"$out")")s under the profiler)"$'\n'
         if [ "$PROFILE" = perf ]; then
-                PROF_OUT+=$(perf report -i "$d/perf.data" --stdio --no-children --sort dso,sym \
-                        --percent-limit 0.7 -g none 2>/dev/null | grep -v '^#' | sed '/^$/d' | head -n 45)
+                PROF_OUT+="-- samples by library (self time)"$'\n'
+                PROF_OUT+=$(perf report -i "$d/perf.data" --stdio --no-children --sort dso \
+                        --percent-limit 0.5 -g none 2>/dev/null | grep -v '^#' | sed '/^$/d' | head -n 12)
+                PROF_OUT+=$'\n'"-- system calls, inclusive (children) time"$'\n'
+                PROF_OUT+=$(perf report -i "$d/perf.data" --stdio --children --sort sym -g none \
+                        2>/dev/null | grep -E '\[k\] __x64_sys_' | head -n 12)
+                PROF_OUT+=$'\n'"-- hottest kernel symbols (self time)"$'\n'
+                PROF_OUT+=$(perf report -i "$d/perf.data" --stdio --no-children --sort sym -g none \
+                        2>/dev/null | grep -F '[k]' | head -n 8)
         else
                 PROF_OUT+=$(head -n 30 "$d/strace.txt")
         fi
@@ -275,29 +298,40 @@ C_RSSM=$(col cocoond peak_rss_kib | median)
 K_RSSM=$(col containerd peak_rss_kib | median)
 C_CPU=$(col cocoond cpu_s | median)
 K_CPU=$(col containerd cpu_s | median)
+C_RUNQ=$(col cocoond runq_s | median)
+K_RUNQ=$(col containerd runq_s | median)
 C_FETCH=$(col cocoond fetch_s | median)
 C_COMMIT=$(col cocoond commit_s | median)
 RATIO=$(awk -v a="$C_T" -v b="$K_T" 'BEGIN { printf "%.2f", a / b }')
 UNPACK=$(awk -v b="$IMG_RAW" -v s="$C_COMMIT" 'BEGIN { printf "%.0f", b / 1e6 / s }')
 FETCH_RATE=$(awk -v b="$IMG_Z" -v s="$C_FETCH" 'BEGIN { printf "%.0f", b / 1e6 / s }')
 
-BUSY1=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
-T1=$(date +%s.%N)
-MACHINE_PCT=$(awk -v a="$BUSY0" -v b="$BUSY1" -v t0="$T0" -v t1="$T1" -v n="$(nproc)" \
-        -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / ((t1 - t0) * n) }')
-echo "== machine: $MACHINE_PCT% of $(nproc) CPUs busy over the rounds (all processes: daemons," \
-        "registry, client, others); load average $(cut -d' ' -f1-3 /proc/loadavg) (start $LOAD_START)"
+read -r OTHER_PCT OTHER_S <<<"$(awk -v b="$BUSY0 $BUSY1" -v s="$SELF0 $SELF1" -v g="$REG0 $REG1" \
+        -v t0="$T0" -v t1="$T1" -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(b, B, " "); split(s, S, " "); split(g, G, " ")
+        o = ((B[2] - B[1]) - (S[2] - S[1]) - (G[2] - G[1])) / hz; if (o < 0) o = 0
+        printf "%.0f %.1f", 100 * o / ((t1 - t0) * n), o }')"
+echo "== other load: processes outside this benchmark used ${OTHER_S} CPU-s (${OTHER_PCT}% of the" \
+        "$(nproc) CPUs) during the rounds; load average $(cut -d' ' -f1-3 /proc/loadavg) (start $LOAD_START)"
+if [ "$OTHER_PCT" -ge 10 ]; then
+        echo "WARNING: other work competed with this benchmark: times are noisy (and the daemon with"
+        echo "         fewer runnable threads loses more to it); CPU seconds much less so"
+fi
 echo
 
 echo "== summary (median of $ROUNDS rounds; peak RSS: highest round, median in brackets)"
 printf '%-34s %16s %16s %8s\n' "" cocoond containerd ratio
 printf '%s\n' "-----------------------------------------------------------------------------"
 printf '%-34s %15ss %15ss %7sx\n' "cold PullImage time" "$C_T" "$K_T" "$RATIO"
+printf '%-34s %16s %16s\n' "  (fastest-slowest round)" \
+        "($(col cocoond wall_s | minof)-$(col cocoond wall_s | maxof))" \
+        "($(col containerd wall_s | minof)-$(col containerd wall_s | maxof))"
 printf '%-34s %16s %16s %7sx\n' "peak RSS during the pull" "$(mib "$C_RSS")" "$(mib "$K_RSS")" \
         "$(awk -v a="$C_RSS" -v b="$K_RSS" 'BEGIN { printf "%.2f", a / b }')"
 printf '%-34s %16s %16s\n' "  (median peak)" "($(mib "$C_RSSM"))" "($(mib "$K_RSSM"))"
 printf '%-34s %15ss %15ss %7sx\n' "CPU time, user+sys (daemon)" "$C_CPU" "$K_CPU" \
         "$(awk -v a="$C_CPU" -v b="$K_CPU" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+printf '%-34s %15ss %15ss\n' "waiting for a CPU (sum of threads)" "$C_RUNQ" "$K_RUNQ"
 printf '%-34s %16s %16s\n' "cocoond fetch phase" "${C_FETCH}s" ""
 printf '%-34s %16s %16s\n' "  = compressed MB/s" "$FETCH_RATE MB/s" ""
 printf '%-34s %16s %16s\n' "cocoond unpack+commit phase" "${C_COMMIT}s" ""
