@@ -30,6 +30,7 @@ struct virtiofsd {
         bool child; /* spawned by this process: reap it */
         char *socket_path;
         char *shared_dir;
+        char *log_path; /* may be NULL (loaded from an older record) */
 };
 
 static const char *const default_binaries[] = {
@@ -104,11 +105,11 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
                 return cc_error_set(ret_err, -EINVAL, "virtiofsd: run directory must be absolute");
 
         _cleanup_free_ virtiofsd *d = calloc(1, sizeof(*d));
-        _cleanup_free_ char *log_path = NULL, *src_opt = NULL, *sock_opt = NULL, *cache_opt = NULL,
+        _cleanup_free_ char *src_opt = NULL, *sock_opt = NULL, *cache_opt = NULL,
                             *sandbox_opt = NULL;
         if (!d || asprintf(&d->socket_path, "%s/%s", c->run_dir, SOCK_NAME) < 0 ||
             !(d->shared_dir = strdup(c->shared_dir)) ||
-            asprintf(&log_path, "%s/%s", c->run_dir, LOG_NAME) < 0 ||
+            asprintf(&d->log_path, "%s/%s", c->run_dir, LOG_NAME) < 0 ||
             asprintf(&src_opt, "source=%s", c->shared_dir) < 0 ||
             asprintf(&sock_opt, "--socket-path=%s", d->socket_path) < 0 ||
             asprintf(&cache_opt, "cache=%s", cache) < 0 ||
@@ -116,6 +117,7 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
                 if (d) {
                         free(d->socket_path);
                         free(d->shared_dir);
+                        free(d->log_path);
                 }
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         }
@@ -123,6 +125,7 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
         if (strlen(d->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
                 free(d->socket_path);
                 free(d->shared_dir);
+                free(d->log_path);
                 return cc_error_set(ret_err, -ENAMETOOLONG, "virtiofsd: socket path too long");
         }
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
@@ -132,13 +135,13 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
 
         /* A stale socket of a previous run would make virtiofsd fail. */
         (void)unlink(d->socket_path);
-        logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC |
+        logfd = open(d->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC |
                                                            O_NOFOLLOW | O_NOCTTY, 0600);
         if (logfd < 0) {
-                r = cc_error_errno(&err, "open '%s'", log_path);
+                r = cc_error_errno(&err, "open '%s'", d->log_path);
                 goto fail;
         }
-        cc_undo_push(&undo, undo_unlink, strdup(log_path), free);
+        cc_undo_push(&undo, undo_unlink, strdup(d->log_path), free);
         ino = vmm_watch_dir(c->run_dir, &err);
         if (ino < 0) {
                 r = ino;
@@ -165,7 +168,7 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
         r = vmm_wait_file(ino, c->run_dir, SOCK_NAME, d->pidfd, timeout, &err);
         if (r < 0) {
                 char tail[256];
-                vmm_log_tail(log_path, tail, sizeof(tail));
+                vmm_log_tail(d->log_path, tail, sizeof(tail));
                 if (tail[0])
                         cc_error_prefix(&err, "%s", tail);
                 goto fail;
@@ -181,6 +184,7 @@ fail:
                 close(d->pidfd);
         free(d->socket_path);
         free(d->shared_dir);
+        free(d->log_path);
         cc_error_prefix(&err, "virtiofsd for '%s'", c->shared_dir);
         return cc_error_propagate(ret_err, err);
 }
@@ -194,6 +198,13 @@ int virtiofsd_stop(virtiofsd *d, int timeout_ms, cc_error **ret_err)
                 return cc_error_set(ret_err, r, "virtiofsd %d survived SIGKILL", (int)d->proc.pid);
         if (d->socket_path)
                 (void)unlink(d->socket_path);
+        if (d->log_path) {
+                char tail[256];
+                vmm_log_tail(d->log_path, tail, sizeof(tail));
+                if (tail[0])
+                        log_debug("virtiofsd %d: last message: %s", (int)d->proc.pid, tail);
+                (void)unlink(d->log_path);
+        }
         return 0;
 }
 
@@ -213,6 +224,8 @@ int virtiofsd_save(virtiofsd *d, json_object **ret, cc_error **ret_err)
         json_object_object_add(o, "start_time", json_object_new_int64((int64_t)d->proc.start_time));
         json_object_object_add(o, "socket", json_object_new_string(d->socket_path));
         json_object_object_add(o, "shared_dir", json_object_new_string(d->shared_dir));
+        if (d->log_path)
+                json_object_object_add(o, "log", json_object_new_string(d->log_path));
         *ret = TAKE_PTR(o);
         return 0;
 }
@@ -220,7 +233,7 @@ int virtiofsd_save(virtiofsd *d, json_object **ret, cc_error **ret_err)
 int virtiofsd_load(json_object *saved, virtiofsd **ret, cc_error **ret_err)
 {
         int64_t version = 0, pid = 0, start = 0;
-        const char *sock = NULL, *shared = NULL;
+        const char *sock = NULL, *shared = NULL, *log = NULL;
         cc_error *err = NULL;
         if (!saved || !json_object_is_type(saved, json_type_object)) {
                 cc_error_set(&err, -EINVAL, "not an object");
@@ -230,7 +243,8 @@ int virtiofsd_load(json_object *saved, virtiofsd **ret, cc_error **ret_err)
             cc_json_get_int64(saved, "pid", false, &pid, &err) < 0 ||
             cc_json_get_int64(saved, "start_time", false, &start, &err) < 0 ||
             cc_json_get_string(saved, "socket", false, &sock, &err) < 0 ||
-            cc_json_get_string(saved, "shared_dir", false, &shared, &err) < 0)
+            cc_json_get_string(saved, "shared_dir", false, &shared, &err) < 0 ||
+            cc_json_get_string(saved, "log", true, &log, &err) < 0)
                 goto fail;
         if (version != SAVE_VERSION) {
                 cc_error_set(&err, -EINVAL, "unsupported version %lld", (long long)version);
@@ -241,14 +255,18 @@ int virtiofsd_load(json_object *saved, virtiofsd **ret, cc_error **ret_err)
                 goto fail;
         }
         if (sock[0] != '/' || strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
-            shared[0] != '/' || strlen(shared) >= PATH_MAX) {
+            shared[0] != '/' || strlen(shared) >= PATH_MAX ||
+            (log && (log[0] != '/' || strlen(log) >= PATH_MAX))) {
                 cc_error_set(&err, -EINVAL, "invalid socket or shared directory path");
                 goto fail;
         }
         virtiofsd *d = calloc(1, sizeof(*d));
-        if (!d || !(d->socket_path = strdup(sock)) || !(d->shared_dir = strdup(shared))) {
-                if (d)
+        if (!d || !(d->socket_path = strdup(sock)) || !(d->shared_dir = strdup(shared)) ||
+            (log && !(d->log_path = strdup(log)))) {
+                if (d) {
                         free(d->socket_path);
+                        free(d->shared_dir);
+                }
                 free(d);
                 cc_error_set(&err, -ENOMEM, "out of memory");
                 goto fail;
@@ -271,5 +289,6 @@ void virtiofsd_free(virtiofsd *d)
                 close(d->pidfd);
         free(d->socket_path);
         free(d->shared_dir);
+        free(d->log_path);
         free(d);
 }

@@ -402,6 +402,9 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
                 strv_addf(av, "-object");
                 strv_addf(av, "memory-backend-memfd,id=mem,size=%dM,share=on", v->memory_mib);
         }
+        /* start paused: the guest runs only once QMP is up (cont in start);
+         * QMP also answers faster before a TCG vCPU competes for the lock */
+        strv_addf(av, "-S");
         strv_addf(av, "-nodefaults");
         strv_addf(av, "-no-user-config");
         strv_addf(av, "-nographic");
@@ -532,13 +535,19 @@ static int collect_sockets(qemu_vm *v)
         return 0;
 }
 
+/* After QEMU is gone: its sockets and its own log (whose last line goes to
+ * the debug log); console.log stays, the caller asked for it. */
 static void remove_files(qemu_vm *v)
 {
         for (char **s = v->sockets; s && *s; s++)
                 (void)unlink(*s);
-        struct stat st;
-        if (v->log_path && stat(v->log_path, &st) == 0 && st.st_size == 0)
+        if (v->log_path) {
+                char tail[256];
+                vmm_log_tail(v->log_path, tail, sizeof(tail));
+                if (tail[0])
+                        log_debug("qemu %s: last message: %s", v->id, tail);
                 (void)unlink(v->log_path);
+        }
 }
 
 static void set_endpoint(qemu_vm *v)
@@ -710,9 +719,12 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
                 r = qmp_connect(v->qmp_path, QEMU_QMP_TIMEOUT_MS, &v->q, &err);
         if (r == 0)
                 r = check_status(v, NULL, &err);
+        if (r == 0)
+                r = qmp_execute(v->q, "cont", NULL, QEMU_QMP_TIMEOUT_MS, NULL, &err);
         if (r < 0) {
-                if (vmm_wait_exit(v->pidfd, 0) == 0) {
-                        /* QEMU is gone: its last words say why */
+                /* QEMU failing on its own closes QMP while it exits: give it a
+                 * moment, its last words say more than a reset connection */
+                if (vmm_wait_exit(v->pidfd, r == -ETIMEDOUT ? 0 : 1000) == 0) {
                         char tail[400];
                         vmm_log_tail(v->log_path, tail, sizeof(tail));
                         cc_error_free(err);

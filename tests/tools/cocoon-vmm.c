@@ -242,6 +242,22 @@ static json_object *read_state(const char *file, cc_error **ret_err)
         return cc_json_parse_file(file, 1 << 20, ret_err);
 }
 
+/* QEMU died (load said -ESRCH): remove what it left in the run directory,
+ * as cocoond does by removing the pod's run directory. */
+static void forget_dead_vm(json_object *vs)
+{
+        json_object *socks = cc_json_get_typed(vs, "sockets", json_type_array);
+        for (size_t i = 0; socks && i < json_object_array_length(socks); i++) {
+                json_object *p = json_object_array_get_idx(socks, i);
+                if (json_object_is_type(p, json_type_string))
+                        unlink(json_object_get_string(p));
+        }
+        json_object *rd = cc_json_get_typed(vs, "run_dir", json_type_string);
+        _cleanup_free_ char *log = NULL;
+        if (rd && asprintf(&log, "%s/qemu.log", json_object_get_string(rd)) > 0)
+                unlink(log);
+}
+
 static int cmd_attached(const char *cmd, const char *file, int timeout_ms)
 {
         cc_error *err = NULL;
@@ -273,9 +289,11 @@ static int cmd_attached(const char *cmd, const char *file, int timeout_ms)
                         int64_t t0 = now_ms();
                         if (v && vmm_stop(v, timeout_ms, &err) < 0)
                                 r = -1;
-                        if (r >= 0 && fsd && virtiofsd_stop(fsd, timeout_ms, &err) < 0)
+                        if (gone)
+                                forget_dead_vm(vs);
+                        if ((r >= 0 || gone) && fsd && virtiofsd_stop(fsd, timeout_ms, &err) < 0)
                                 r = -1;
-                        if (r < 0 && !gone) {
+                        if (r < 0 && (!gone || err)) {
                                 vmm_free(v);
                                 virtiofsd_free(fsd);
                                 return fail(err);
