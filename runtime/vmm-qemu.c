@@ -458,7 +458,7 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
                         break;
                 case VMM_DEV_BLOCK:
                         strv_addf(av, "-drive");
-                        strv_addf(av, "if=none,id=blk%zu,file=%s,format=raw,readonly=%s,cache=none,aio=threads",
+                        strv_addf(av, "if=none,id=blk%zu,file=%s,format=raw,readonly=%s,aio=threads",
                                   i, e_path, d->readonly ? "on" : "off");
                         strv_addf(av, "-device");
                         strv_addf(av, "virtio-blk-device,drive=blk%zu", i);

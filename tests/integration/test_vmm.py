@@ -11,6 +11,7 @@ Every test removes what it started, even when it fails. The boot-to-ping
 median and the PSS of an idle VM are printed (pytest -s) and written to
 $COCOON_BUILDDIR/tests/tools/vmm-numbers.json.
 """
+import fcntl
 import json
 import os
 import pathlib
@@ -111,7 +112,7 @@ class VM:
     """One VM driven by cocoon-vmm; remembers every pid it saw, for cleanup."""
 
     def __init__(self, guest, root, name="vm", share=True, console=False, params=None,
-                 kernel=None):
+                 kernel=None, extra=()):
         self.guest = guest
         self.id = os.urandom(32).hex()
         self.dir = root / name
@@ -120,6 +121,7 @@ class VM:
         self.shared = self.dir / "state" / "sandboxes" / self.id / "shared" if share else None
         self.console, self.params = console, params
         self.kernel = kernel or guest["kernel"]
+        self.extra = list(extra)
         self.pids = []
         self.info = None
         self.holder = None
@@ -138,6 +140,7 @@ class VM:
             argv.append("--console-log")
         if self.params:
             argv += ["--params", self.params]
+        argv += self.extra
         if ping:
             argv.append("--ping")
         if hold:
@@ -152,13 +155,19 @@ class VM:
         if "virtiofsd_pid" in info:
             self.pids += children(info["virtiofsd_pid"])
 
-    def boot(self, ping=True, check=True):
+    def boot(self, ping=True, check=True, pass_fds=()):
         p = subprocess.run(self.boot_argv(ping=ping), capture_output=True, text=True,
-                           timeout=CMD_TIMEOUT)
+                           timeout=CMD_TIMEOUT, pass_fds=pass_fds)
         if check:
-            assert p.returncode == 0, p.stderr
+            assert p.returncode == 0, p.stderr + self.console_tail()
             self._note(json.loads(p.stdout.splitlines()[0]))
         return p
+
+    def console_tail(self):
+        try:
+            return "\nconsole:\n" + (self.run / "console.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
 
     def boot_hold(self):
         """Boots with a driver that stays, waiting on the VMM's exit_fd."""
@@ -323,6 +332,42 @@ def test_exit_fd_fires_when_qemu_is_killed(vms):
     assert json.loads(out) == {"event": "exit"}
     assert holder.returncode == 0
     assert time.monotonic() - t0 < 5
+
+
+def open_tap(name):
+    """A tap device's fd (IFF_TAP | IFF_NO_PI), or None where /dev/net/tun is unusable."""
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    ifr = name.encode().ljust(16, b"\0") + (0x0002 | 0x1000).to_bytes(2, "little") + b"\0" * 22
+    try:
+        fcntl.ioctl(fd, 0x400454ca, ifr)  # TUNSETIFF
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def test_block_and_net_devices(vms, tmpdir_short):
+    disk = tmpdir_short / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(4 << 20)
+    tap = open_tap("cctest%d" % (os.getpid() % 10000))
+    if tap is None:
+        pytest.skip("cannot create a tap device")
+    try:
+        vm = vms(share=False, extra=["--block", str(disk), "--block-ro", "--tap-fd", str(tap),
+                                     "--mac", "52:54:00:ab:cd:ef"])
+        vm.boot(pass_fds=(tap,))
+        assert vm.agent("exists /sys/block/vda") == b"yes"
+        assert vm.agent("exists /sys/class/net/eth0") == b"yes"
+        assert vm.agent("exists /sys/block/vdb") == b"no"
+        out, _ = vm.cmd("stop", "--timeout", "5000")
+        assert out["stopped"]
+        assert wait_gone(vm.pids, 5)
+    finally:
+        os.close(tap)
 
 
 @pytest.mark.parametrize("kind", ["missing", "garbage"])

@@ -4,6 +4,7 @@
  *   cocoon-vmm boot --id ID --run-dir DIR --kernel K --initrd I --state FILE
  *                   [--share DIR] [--memory MIB] [--vcpus N] [--accel auto|kvm|tcg]
  *                   [--params "..."] [--console-log] [--qemu BIN] [--virtiofsd BIN]
+ *                   [--block PATH] [--block-ro] [--tap-fd FD --mac MAC]
  *                   [--ping] [--hold]
  *       starts virtiofsd (with --share) and QEMU, writes the saved state
  *       ({"vmm": ..., "virtiofsd": ...}) to FILE, prints one JSON line (pids,
@@ -121,11 +122,15 @@ static int cmd_boot(int argc, char **argv)
                 { "accel", required_argument, NULL, 'a' },   { "params", required_argument, NULL, 'p' },
                 { "console-log", no_argument, NULL, 'l' },   { "qemu", required_argument, NULL, 'q' },
                 { "virtiofsd", required_argument, NULL, 'v' }, { "ping", no_argument, NULL, 'P' },
-                { "hold", no_argument, NULL, 'H' },          { 0, 0, 0, 0 },
+                { "hold", no_argument, NULL, 'H' },          { "block", required_argument, NULL, 'b' },
+                { "block-ro", no_argument, NULL, 'R' },      { "tap-fd", required_argument, NULL, 't' },
+                { "mac", required_argument, NULL, 'M' },     { 0, 0, 0, 0 },
         };
         vmm_config c = { .machine = "microvm", .memory_mib = 256, .vcpus = 1 };
         const char *state = NULL, *share = NULL, *vfsd_bin = NULL;
-        bool do_ping = false, hold = false;
+        const char *block = NULL, *mac = "52:54:00:12:34:56";
+        bool do_ping = false, hold = false, block_ro = false;
+        int tap_fd = -1;
         int o;
         optind = 1;
         while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -149,6 +154,10 @@ static int cmd_boot(int argc, char **argv)
                 case 'v': vfsd_bin = optarg; break;
                 case 'P': do_ping = true; break;
                 case 'H': hold = true; break;
+                case 'b': block = optarg; break;
+                case 'R': block_ro = true; break;
+                case 't': tap_fd = atoi(optarg); break;
+                case 'M': mac = optarg; break;
                 default: return 2;
                 }
         }
@@ -176,6 +185,17 @@ static int cmd_boot(int argc, char **argv)
         if (fsd) {
                 vmm_device d = { .kind = VMM_DEV_FS,
                                  .fs = { .tag = "cocoon", .socket_path = virtiofsd_socket_path(fsd) } };
+                if (vmm_add_device(v, &d, &err) < 0)
+                        goto fail;
+        }
+        if (block) {
+                vmm_device d = { .kind = VMM_DEV_BLOCK, .block = { .path = block, .readonly = block_ro } };
+                if (vmm_add_device(v, &d, &err) < 0)
+                        goto fail;
+        }
+        if (tap_fd >= 0) {
+                vmm_device d = { .kind = VMM_DEV_NET, .net = { .tap_fd = tap_fd, .mtu = 1400 } };
+                snprintf(d.net.mac, sizeof(d.net.mac), "%s", mac);
                 if (vmm_add_device(v, &d, &err) < 0)
                         goto fail;
         }

@@ -9,6 +9,7 @@
  *        ping            → "pong\n"
  *        cat <relpath>   → "data <n>\n" + n bytes of /mnt/<relpath>
  *                          (at most 64 KiB), or "err <message>\n"
+ *        exists <path>   → "yes\n" or "no\n" (any guest path, e.g. /sys/block/vda)
  *        poweroff        → "bye\n", then powers off
  *      anything else     → "err unknown command\n"
  * It prints "VMM-TEST-INIT <event>" lines on the console (if there is one).
@@ -270,6 +271,8 @@ int main(void)
                         reply(port, "pong\n");
                 else if (strncmp(line, "cat ", 4) == 0)
                         do_cat(port, line + 4);
+                else if (strncmp(line, "exists ", 7) == 0)
+                        reply(port, access(line + 7, F_OK) == 0 ? "yes\n" : "no\n");
                 else if (strcmp(line, "poweroff") == 0) {
                         reply(port, "bye\n");
                         power_off();
