@@ -351,6 +351,43 @@ static int send_signal(const cc_proc *p, int pidfd, int sig)
         return kill(p->pid, sig) < 0 ? -errno : 0;
 }
 
+/* Waits until p is gone (or a zombie): 0, or -ETIMEDOUT. */
+static int wait_gone_polling(const cc_proc *p, int timeout_ms, bool reap)
+{
+        int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        for (;;) {
+                if (reap)
+                        vmm_proc_reap(p);
+                if (!cc_proc_alive(p)) {
+                        if (reap)
+                                vmm_proc_reap(p); /* it may have turned zombie just now */
+                        return 0;
+                }
+                if (mono_ms() >= deadline)
+                        return -ETIMEDOUT;
+                struct timespec ts = { 0, 10 * 1000000L };
+                nanosleep(&ts, NULL);
+        }
+}
+
+/* Fallback where no pidfd can be had (pidfd_open needs Linux 5.3, and some
+ * sandboxes filter it): the only place that polls. */
+static int terminate_without_pidfd(const cc_proc *p, int sig, int timeout_ms, bool reap)
+{
+        if (!cc_proc_alive(p)) {
+                if (reap)
+                        vmm_proc_reap(p);
+                return 0;
+        }
+        if (sig > 0 && kill(p->pid, sig) < 0)
+                timeout_ms = 0;
+        if (wait_gone_polling(p, timeout_ms, reap) == 0)
+                return 0;
+        if (cc_proc_alive(p))
+                (void)kill(p->pid, SIGKILL);
+        return wait_gone_polling(p, 5000, reap);
+}
+
 int vmm_proc_terminate(const cc_proc *p, int pidfd, int sig, int timeout_ms, bool reap)
 {
         _cleanup_close_ int own = -1;
@@ -358,11 +395,8 @@ int vmm_proc_terminate(const cc_proc *p, int pidfd, int sig, int timeout_ms, boo
                 own = cc_proc_pidfd(p, NULL);
                 pidfd = own;
         }
-        if (pidfd < 0) {
-                if (reap)
-                        vmm_proc_reap(p);
-                return cc_proc_alive(p) ? -ETIMEDOUT : 0;
-        }
+        if (pidfd < 0)
+                return terminate_without_pidfd(p, sig, timeout_ms, reap);
         int r = 0;
         if (sig > 0 && send_signal(p, pidfd, sig) < 0)
                 timeout_ms = 0; /* already gone (ESRCH) or not ours to signal */
