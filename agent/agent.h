@@ -227,6 +227,10 @@ void agent_oom_get(ttrpc_call *call);
 /* ---- init.c / channel.c / netlink.c -------------------------------------- */
 
 int agent_init_pid1(cc_error **ret_err);
+/* Waits until the kernel modules loaded in the background (after the host
+ * channel's) are in: virtio-fs, overlay, virtio-net... Returns at once in
+ * host mode. */
+void agent_modules_wait(void);
 void agent_init_poweroff(void);
 int agent_mount_storage(const Grpc__Storage *s, bool *ret_mounted, cc_error **ret_err);
 int agent_channel_serve_guest(ttrpc_server *s);

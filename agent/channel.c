@@ -28,11 +28,15 @@
  * filtered by the kernel's console log level as /dev/kmsg would be. */
 static void announce_ready(void)
 {
-        static const char msg[] = "cocoon-agent ready\n";
+        struct timespec ts;
+        clock_gettime(CLOCK_BOOTTIME, &ts);
         if (agent.guest) {
+                char msg[96];
+                int n = snprintf(msg, sizeof(msg), "cocoon-agent ready (guest uptime %ld.%03ld s)\n",
+                                 (long)ts.tv_sec, ts.tv_nsec / 1000000);
                 int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
                 if (fd >= 0) {
-                        if (write(fd, msg, sizeof(msg) - 1) < 0) {
+                        if (write(fd, msg, (size_t)n) < 0) {
                                 /* nothing else to tell it to */
                         }
                         close(fd);

@@ -167,6 +167,7 @@ static int guest_overlay(const char *id, const char *lower, char **ret_merged, c
         snprintf(upper, sizeof(upper), "%s/upper", base);
         snprintf(work, sizeof(work), "%s/work", base);
         snprintf(merged, sizeof(merged), "%s/rootfs", base);
+        agent_modules_wait(); /* overlay */
         mkdir("/run/cocoon", 0755);
         mkdir(AGENT_RW_DIR, 0700);
         if ((mkdir(base, 0700) < 0 && errno != EEXIST) || (mkdir(upper, 0755) < 0 && errno != EEXIST) ||

@@ -4,6 +4,7 @@
  * virtio-fs share), and power-off. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,24 +28,103 @@ static int mount_one(const char *src, const char *dst, const char *type, unsigne
         return 0;
 }
 
+static void load_module(const char *path)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                log_warn("module %s: %s", path, strerror(errno));
+                return;
+        }
+        if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+                log_warn("module %s: %s", path, strerror(errno));
+}
+
+/* Modules are loaded in two phases: the prefix of the load order that ends
+ * with virtio_console (the host channel cocoon uses) at once, the rest
+ * (vsock, virtio-fs, overlay, virtio-net...) on a thread while the agent
+ * already answers the host; the channel loop picks vsock up once its
+ * transport is in. The RPCs that need the late modules call
+ * agent_modules_wait() first. */
+static pthread_mutex_t modules_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t modules_cond = PTHREAD_COND_INITIALIZER;
+static bool modules_pending;
+
+typedef struct module_list {
+        char **v;
+        size_t n, next;
+} module_list;
+
+static void module_list_free(module_list *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                free(l->v[i]);
+        free(l->v);
+        free(l);
+}
+
+static void *late_modules_main(void *arg)
+{
+        module_list *l = arg;
+        for (size_t i = l->next; i < l->n; i++)
+                load_module(l->v[i]);
+        module_list_free(l);
+        log_debug("modules loaded");
+        pthread_mutex_lock(&modules_mu);
+        modules_pending = false;
+        pthread_cond_broadcast(&modules_cond);
+        pthread_mutex_unlock(&modules_mu);
+        return NULL;
+}
+
+void agent_modules_wait(void)
+{
+        pthread_mutex_lock(&modules_mu);
+        while (modules_pending)
+                pthread_cond_wait(&modules_cond, &modules_mu);
+        pthread_mutex_unlock(&modules_mu);
+}
+
 static void load_modules(void)
 {
         _cleanup_fclose_ FILE *f = fopen("/lib/modules/load-order", "re");
         if (!f)
                 return;
+        module_list *l = calloc(1, sizeof(*l));
+        if (!l || !(l->v = calloc(1024, sizeof(char *)))) {
+                free(l);
+                return;
+        }
         char line[PATH_MAX];
-        for (int n = 0; n < 1024 && fgets(line, sizeof(line), f); n++) {
+        size_t split = 0;
+        while (l->n < 1024 && fgets(line, sizeof(line), f)) {
                 line[strcspn(line, "\n")] = 0;
                 if (line[0] != '/')
                         continue;
-                _cleanup_close_ int fd = open(line, O_RDONLY | O_CLOEXEC);
-                if (fd < 0) {
-                        log_warn("module %s: %s", line, strerror(errno));
-                        continue;
-                }
-                if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
-                        log_warn("module %s: %s", line, strerror(errno));
+                if (!(l->v[l->n] = strdup(line)))
+                        break;
+                const char *base = strrchr(line, '/') + 1;
+                l->n++;
+                if (strcmp(base, "virtio_console.ko") == 0)
+                        split = l->n;
         }
+        if (split == 0) /* no channel driver in the list: all at once */
+                split = l->n;
+        for (l->next = 0; l->next < split; l->next++)
+                load_module(l->v[l->next]);
+        if (l->next == l->n) {
+                module_list_free(l);
+                log_debug("modules loaded");
+                return;
+        }
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        modules_pending = true;
+        if (pthread_create(&t, &attr, late_modules_main, l) != 0)
+                late_modules_main(l); /* no thread: load them here */
+        pthread_attr_destroy(&attr);
 }
 
 static void parse_cmdline(bool *debug_console)
@@ -171,6 +251,7 @@ int agent_mount_storage(const Grpc__Storage *s, bool *ret_mounted, cc_error **re
                 *ret_mounted = false;
         if (!agent.guest)
                 return 0; /* host mode: the test prepared the files */
+        agent_modules_wait(); /* fuse, virtiofs */
         const char *mp = s->mount_point;
         if (!mp || strncmp(mp, "/run/cocoon/", 12) != 0 || agent_validate_relpath("storage mount point", mp + 12,
                                                                                    ret_err) < 0 ||

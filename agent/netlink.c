@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "agent/agent.h"
 #include "agent/netlink.h"
 #include "common/cleanup.h"
 
@@ -33,6 +34,7 @@ static uint32_t nl_seq;
 
 static int nl_open(void)
 {
+        agent_modules_wait(); /* virtio_net: interfaces appear with it */
         int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
         if (fd < 0)
                 return -errno;

@@ -150,6 +150,7 @@ class GuestVM:
         self.qemu = self.virtiofsd = None
         self.t_spawn = None
         self.t_ready = None
+        self.ready_line = ""
         self._reader = None
 
     def argv(self, vmlinux, initrd):
@@ -223,8 +224,10 @@ class GuestVM:
                     break
                 if self.t_ready is None:
                     buf = (buf + data)[-4096:]
-                    if READY in buf:
+                    if READY in buf and b"\n" in buf[buf.index(READY):]:
                         self.t_ready = time.monotonic() - self.t_spawn
+                        line = buf[buf.index(READY):].split(b"\n")[0]
+                        self.ready_line = line.decode(errors="replace").strip()
                         self._ready_evt.set()
                 log.write(data)
                 log.flush()
@@ -376,7 +379,7 @@ def test_boot_health(vm, agent):
     d = agent("details")
     assert d["init_daemon"] is True
     assert "virtio-fs" in d["storage_handlers"]
-    print("accel=%s cocoon-agent ready at %.3fs after spawning QEMU" % (vm.accel, t_ready))
+    print("accel=%s %s, %.3f s after spawning QEMU" % (vm.accel, vm.ready_line, t_ready))
 
 
 def test_sandbox_share_run(vm, agent):

@@ -7,6 +7,10 @@
  *   agent-ctl -s SOCKET [-t TIMEOUT_MS] [-w CONNECT_WAIT_MS] OP [KEY=VALUE...] [-- ARGS...]
  *   agent-ctl -s SOCKET [-t TIMEOUT_MS] [-w CONNECT_WAIT_MS] --script FILE|-
  *
+ * After connecting, Health.Check probes (500 ms each, for up to TIMEOUT_MS)
+ * make sure the agent serves this connection (see probe(); --no-probe
+ * skips them).
+ *
  * In script mode each input line is one JSON object {"op": ..., keys...}
  * and each answer one line (flushed), so a test can drive a long session
  * over one connection and end it (disconnect) by closing stdin or killing
@@ -18,7 +22,8 @@
  *   health [count]               Health.Check; count > 1: round-trip statistics
  *   version | details            Health.Version | GetGuestDetails
  *   create-sandbox [hostname sandbox_id share_tag share_mount share_options pidns]
- *   create | run  id args [env tty user root readonly mem seccomp_deny hostname cwd rows cols]
+ *   create | run  id args [env tty user root readonly mem seccomp_deny hostname cwd rows cols
+ *                 host_pid sandbox_pidns]
  *                 (run = create + start)
  *   start | pause | resume | stats  id
  *   exec  id exec args [env tty user cwd]
@@ -276,14 +281,17 @@ static int build_spec(json_object *step, spec_parts *s, cc_error **ret_err)
         s->spec.mounts = s->mp;
         s->spec.n_mounts = CC_ARRAY_SIZE(mnt);
         grpc__linux__init(&s->lx);
-        static const char *const nst[] = { "pid", "mount", "ipc", "uts" };
-        for (size_t i = 0; i < CC_ARRAY_SIZE(nst); i++) {
+        /* host_pid: no pid namespace, the guest's processes (the agent is
+         * pid 1) are visible, as for a privileged debug container */
+        static const char *const nst[] = { "mount", "ipc", "uts", "pid" };
+        size_t nns = get_bool(step, "host_pid", false) ? 3 : 4;
+        for (size_t i = 0; i < nns; i++) {
                 grpc__linux_namespace__init(&s->ns[i]);
                 s->ns[i].type = (char *)nst[i];
                 s->nsp[i] = &s->ns[i];
         }
         s->lx.namespaces = s->nsp;
-        s->lx.n_namespaces = CC_ARRAY_SIZE(nst);
+        s->lx.n_namespaces = nns;
         int64_t mem = get_int(step, "mem", 0);
         if (mem > 0) {
                 grpc__linux_resources__init(&s->res);
@@ -752,10 +760,37 @@ static int connect_unix(const char *path, int64_t wait_ms, cc_error **ret_err)
         }
 }
 
+/* The first request of a new connection to a virtio-serial port can be
+ * lost: when a host reconnects before the guest noticed the previous host
+ * leave, the agent reads the new request on the old session, whose stream
+ * ids are higher, and drops that session as a protocol violation. So the
+ * first calls are Health.Check probes with a short timeout, repeated until
+ * one is answered (late answers to earlier probes are discarded). */
+static int probe(int64_t budget_ms, cc_error **ret_err)
+{
+        uint64_t deadline = now_ns() + (uint64_t)CC_MAX(budget_ms, 1) * 1000000ull;
+        for (;;) {
+                Grpc__CheckRequest req = GRPC__CHECK_REQUEST__INIT;
+                ProtobufCMessage *resp = NULL;
+                cc_error *err = NULL;
+                int r = ttrpc_client_call_pb(cli, "grpc.Health", "Check", &req.base,
+                                             &grpc__health_check_response__descriptor, 500, &resp, &err);
+                if (r == 0) {
+                        protobuf_c_message_free_unpacked(resp, NULL);
+                        return 0;
+                }
+                if (r != -ETIMEDOUT || now_ns() >= deadline) {
+                        *ret_err = err;
+                        return r;
+                }
+                cc_error_free(err);
+        }
+}
+
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: agent-ctl -s SOCKET [-t TIMEOUT_MS] [-w CONNECT_WAIT_MS] OP [KEY=VALUE...] [-- ARGS...]\n"
-                   "       agent-ctl -s SOCKET [-t TIMEOUT_MS] [-w CONNECT_WAIT_MS] --script FILE|-\n"
+        fprintf(f, "usage: agent-ctl -s SOCKET [-t TIMEOUT_MS] [-w CONNECT_WAIT_MS] [--no-probe] OP [KEY=VALUE...] [-- ARGS...]\n"
+                   "       agent-ctl -s SOCKET [-t TIMEOUT_MS] [-w CONNECT_WAIT_MS] [--no-probe] --script FILE|-\n"
                    "ops: health version details create-sandbox create run start pause resume stats remove\n"
                    "     exec read write close-stdin wait signal resize oom destroy sleep\n");
 }
@@ -767,11 +802,13 @@ int main(int argc, char **argv)
                 { "timeout-ms", required_argument, NULL, 't' },
                 { "wait-ms", required_argument, NULL, 'w' },
                 { "script", required_argument, NULL, 'S' },
+                { "no-probe", no_argument, NULL, 'P' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *sock = NULL, *script = NULL;
         int64_t wait_ms = 10000;
+        bool do_probe = true;
         int c;
         while ((c = getopt_long(argc, argv, "+s:t:w:h", opts, NULL)) != -1) {
                 switch (c) {
@@ -779,6 +816,7 @@ int main(int argc, char **argv)
                 case 't': default_timeout_ms = strtoll(optarg, NULL, 10); break;
                 case 'w': wait_ms = strtoll(optarg, NULL, 10); break;
                 case 'S': script = optarg; break;
+                case 'P': do_probe = false; break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -813,9 +851,10 @@ int main(int argc, char **argv)
 
         cc_error *err = NULL;
         int fd = connect_unix(sock, wait_ms, &err);
-        if (fd < 0 || !(cli = ttrpc_client_new(fd, &err))) {
+        if (fd < 0 || !(cli = ttrpc_client_new(fd, &err)) || (do_probe && probe(default_timeout_ms, &err) < 0)) {
                 fprintf(stderr, "agent-ctl: %s\n", err->msg);
                 cc_error_free(err);
+                ttrpc_client_free(cli);
                 return 2;
         }
 
