@@ -11,6 +11,10 @@
 #include "image/registry.h"
 #include "image/store.h"
 
+typedef struct rt_runtime rt_runtime;
+typedef struct rt_net rt_net;
+typedef struct streaming_server streaming_server;
+
 typedef struct cocoon_daemon {
         cc_config *cfg;
         const char *config_source; /* for Status verbose info */
@@ -18,6 +22,9 @@ typedef struct cocoon_daemon {
         image_store *image_store;   /* blobs, unpacked layers (paths.root) */
         image_db *images;           /* image records */
         image_token_cache *tokens;  /* registry bearer tokens, shared by pulls */
+        rt_net *net;                /* CNI config + pod networks (runtime/pod-net.h) */
+        rt_runtime *rt;             /* pods and containers (runtime/pod.h, container.h) */
+        streaming_server *streaming; /* Exec/Attach/PortForward URLs (cri-server/streaming) */
 
         pthread_mutex_t lock;       /* guards the fields below */
         char *pod_cidr;             /* from UpdateRuntimeConfig, persisted */

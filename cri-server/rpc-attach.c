@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Attach: placeholder until its handler lands; answers UNIMPLEMENTED. */
+#include <errno.h>
+
+#include "cri-server/dispatch.h"
+
+int cri_rpc_attach(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **ret_resp,
+                    cc_error **ret_err)
+{
+        return cc_error_set(ret_err, -ENOSYS, "method Attach is not implemented by cocoon yet");
+}
