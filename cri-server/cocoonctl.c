@@ -13,18 +13,10 @@
 #include "admin.pb-c.h"
 #include "api.pb-c.h"
 #include "common/cleanup.h"
+#include "cri-server/cocoonctl.h"
 #include "cri-server/grpc-client.h"
 
 #define DEFAULT_ADDRESS "unix:///run/cocoon/cocoon.sock"
-
-typedef struct ctl {
-        int argc;     /* the command's own arguments (after COMMAND) */
-        char **argv;
-        const char *address;
-        int timeout_ms;
-        bool json;
-        cri_grpc_channel *ch;
-} ctl;
 
 static void usage(FILE *f)
 {
@@ -37,7 +29,16 @@ static void usage(FILE *f)
                 "               load an OCI image layout (directory or tar) into cocoond's store\n"
                 "  image ls     list images\n"
                 "  image rm IMAGE...\n"
-                "               remove images (by id, tag or digest)\n\n"
+                "               remove images (by id, tag or digest)\n"
+                "  run [--name NAME] [--pod POD] [--host-network] [--env K=V]... IMAGE [-- CMD...]\n"
+                "               start a container (in a new pod unless --pod); prints the ids\n"
+                "  pod ls | pod inspect POD | pod rm POD...\n"
+                "               list pods, show one (verbose), stop and remove pods\n"
+                "  ps [-a]      list running (-a: all) containers\n"
+                "  exec CTR [--timeout SECS] -- CMD...\n"
+                "               run a command in a container (ExecSync); exits with its code\n"
+                "  logs CTR     print a container's log\n"
+                "  rm CTR...    stop and remove containers\n\n"
                 "Options:\n"
                 "  -a, --address ADDR   cocoond socket (default " DEFAULT_ADDRESS ",\n"
                 "                       or $COCOON_ADDRESS)\n"
@@ -46,9 +47,8 @@ static void usage(FILE *f)
                 "  -h, --help           show this help\n");
 }
 
-/* Packs req, calls method, unpacks into *ret of resp_desc. Prints errors. */
-static int call(ctl *c, const char *method, const ProtobufCMessage *req,
-                const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret)
+int ctl_call(ctl *c, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, int timeout_ms, ProtobufCMessage **ret)
 {
         size_t n = protobuf_c_message_get_packed_size(req);
         _cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
@@ -60,7 +60,7 @@ static int call(ctl *c, const char *method, const ProtobufCMessage *req,
         size_t resp_len = 0;
         int code = 0;
         _cleanup_error_ cc_error *err = NULL;
-        if (cri_grpc_call(c->ch, method, buf, n, c->timeout_ms, &resp, &resp_len, &code, &msg, &err) < 0) {
+        if (cri_grpc_call(c->ch, method, buf, n, timeout_ms > 0 ? timeout_ms : c->timeout_ms, &resp, &resp_len, &code, &msg, &err) < 0) {
                 fprintf(stderr, "cocoonctl: %s: %s\n", c->address, err->msg);
                 return -EIO;
         }
@@ -75,6 +75,12 @@ static int call(ctl *c, const char *method, const ProtobufCMessage *req,
                 return -EBADMSG;
         }
         return 0;
+}
+
+static int call(ctl *c, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret)
+{
+        return ctl_call(c, method, req, resp_desc, 0, ret);
 }
 
 static int cmd_version(ctl *c)
@@ -292,6 +298,7 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         c.timeout_ms = (int)s * 1000;
+                        c.timeout_set = true;
                         break;
                 }
                 case OPT_JSON:
@@ -317,6 +324,18 @@ int main(int argc, char **argv)
                 fn = cmd_info;
         else if (strcmp(cmd, "image") == 0 || strcmp(cmd, "images") == 0)
                 fn = cmd_image;
+        else if (strcmp(cmd, "run") == 0)
+                fn = ctl_cmd_run;
+        else if (strcmp(cmd, "pod") == 0 || strcmp(cmd, "pods") == 0)
+                fn = ctl_cmd_pod;
+        else if (strcmp(cmd, "ps") == 0)
+                fn = ctl_cmd_ps;
+        else if (strcmp(cmd, "exec") == 0)
+                fn = ctl_cmd_exec;
+        else if (strcmp(cmd, "logs") == 0)
+                fn = ctl_cmd_logs;
+        else if (strcmp(cmd, "rm") == 0)
+                fn = ctl_cmd_rm;
         c.argc = argc - optind;
         c.argv = argv + optind;
         if (!fn) {
