@@ -34,11 +34,30 @@ demo=$(mktemp -d /tmp/cocoon-demo.XXXXXX)
 /usr/local/bin/cocoonctl image import --name cocoon.local/demo/busybox "$demo"
 rm -rf "$demo"
 /usr/local/bin/cocoonctl image ls
+# The demo pod: one VM (QEMU; KVM when /dev/kvm is usable) running the demo
+# image's busybox, printing a line every 5 s into its CRI log.
+ctl=/usr/local/bin/cocoonctl
+for old in $($ctl --json pod ls 2>/dev/null | /usr/bin/python3 -c \
+    'import json,sys; [print(p["id"]) for p in json.load(sys.stdin) if p["name"] == "demo"]' 2>/dev/null); do
+  $ctl pod rm "$old" >/dev/null 2>&1 || true
+done
+if out=$($ctl run --name demo cocoon.local/demo/busybox -- /bin/busybox sh -c \
+    'i=0; while true; do i=$((i+1)); echo "hello from cocoon ($i)"; /bin/busybox sleep 5; done'); then
+  echo "$out"
+  ctr=$(echo "$out" | awk '/^container/ {print $2}')
+  sleep 2
+  $ctl pod ls
+  $ctl ps
+  $ctl logs "$ctr" | tail -n 3
+  demo_msg="The demo pod runs: cocoonctl ps; cocoonctl logs $ctr; cocoonctl exec $ctr -- /bin/busybox uname -a"
+else
+  demo_msg="The demo pod did not start (see cocoond's log above)."
+fi
 cat <<MSG
 
-cocoond is serving the CRI on unix://$sock. Try:
-  crictl --runtime-endpoint unix://$sock images
-  cocoonctl info
-(Pods: RunPodSandbox is not implemented yet, so there is no demo pod; see README.)
+cocoond is serving the CRI on unix://$sock.
+$demo_msg
+Also: crictl --runtime-endpoint unix://$sock pods   (if crictl is installed)
+Ctrl-C stops cocoond; the pod's VM keeps running until removed (cocoonctl pod rm ID).
 MSG
 wait $pid
