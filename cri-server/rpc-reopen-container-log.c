@@ -1,11 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* ReopenContainerLog: placeholder until its handler lands; answers UNIMPLEMENTED. */
+/* ReopenContainerLog: reopens the container's CRI log file (after the kubelet
+ * rotated it). */
 #include <errno.h>
 
-#include "cri-server/dispatch.h"
+#include "cri-server/pod-convert.h"
 
 int cri_rpc_reopen_container_log(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **ret_resp,
-                    cc_error **ret_err)
+                                cc_error **ret_err)
 {
-        return cc_error_set(ret_err, -ENOSYS, "method ReopenContainerLog is not implemented by cocoon yet");
+        const Runtime__V1__ReopenContainerLogRequest *req = (const void *)in;
+        rt_runtime *rt = NULL;
+        int r = cri_runtime(ctx, &rt, ret_err);
+        if (r < 0)
+                return r;
+        r = cri_check_id("container_id", req->container_id, ret_err);
+        if (r < 0)
+                return r;
+        r = rt_container_reopen_log(rt, req->container_id, ret_err);
+        if (r < 0)
+                return r;
+        *ret_resp = CRI_NEW(ctx, runtime__v1__reopen_container_log_response);
+        return 0;
 }

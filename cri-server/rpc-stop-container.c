@@ -1,11 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* StopContainer: placeholder until its handler lands; answers UNIMPLEMENTED. */
+/* StopContainer: the image's stop signal (else SIGTERM), SIGKILL after
+ * `timeout` seconds; returns once the container exited. Idempotent. */
 #include <errno.h>
 
-#include "cri-server/dispatch.h"
+#include "cri-server/pod-convert.h"
 
 int cri_rpc_stop_container(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **ret_resp,
-                    cc_error **ret_err)
+                           cc_error **ret_err)
 {
-        return cc_error_set(ret_err, -ENOSYS, "method StopContainer is not implemented by cocoon yet");
+        const Runtime__V1__StopContainerRequest *req = (const void *)in;
+        rt_runtime *rt = NULL;
+        int r = cri_runtime(ctx, &rt, ret_err);
+        if (r < 0)
+                return r;
+        r = cri_check_id("container_id", req->container_id, ret_err);
+        if (r < 0)
+                return r;
+        /* A negative grace means none, as in containerd. */
+        r = rt_container_stop(rt, req->container_id, req->timeout > 0 ? req->timeout : 0, ret_err);
+        if (r < 0)
+                return r;
+        *ret_resp = CRI_NEW(ctx, runtime__v1__stop_container_response);
+        return 0;
 }
