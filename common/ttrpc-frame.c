@@ -305,8 +305,13 @@ void ttrpc_conn_writer_unlock(ttrpc_conn *c)
         pthread_mutex_unlock(&c->mu);
 }
 
-/* Waits for fd to become ready for `events`. 1 ready, 0 timeout, -ENOTCONN
- * if woken (connection dead or server shutdown), -errno on poll failure. */
+/* Waits for fd to become ready for `events`. 1 ready, 2 hung up or in error
+ * without being ready (POLLHUP/POLLERR: the caller tries its I/O once more,
+ * which reports EOF or the error; if that still says EAGAIN, the connection
+ * is gone: a virtio-serial port without a host polls POLLHUP and writes
+ * EAGAIN for as long as the host stays away, so waiting again would spin),
+ * 0 timeout, -ENOTCONN if woken (connection dead or server shutdown), -errno
+ * on poll failure. */
 static int conn_wait(ttrpc_conn *c, short events, uint64_t deadline)
 {
         for (;;) {
@@ -325,8 +330,12 @@ static int conn_wait(ttrpc_conn *c, short events, uint64_t deadline)
                         return -ENOTCONN;
                 if (n == 0)
                         return 0;
-                if (p[0].revents)
+                if (p[0].revents & events)
                         return 1;
+                if (p[0].revents & POLLNVAL)
+                        return -EBADF;
+                if (p[0].revents & (POLLHUP | POLLERR))
+                        return 2;
         }
 }
 
@@ -343,6 +352,8 @@ int ttrpc_conn_write_frame_locked(ttrpc_conn *c, const ttrpc_header *h, const vo
         };
         size_t total = sizeof(hdr) + h->length, sent = 0;
         int r = 0;
+
+        bool hup = false;
 
         ttrpc_header_encode(h, hdr);
         while (sent < total) {
@@ -375,6 +386,10 @@ int ttrpc_conn_write_frame_locked(ttrpc_conn *c, const ttrpc_header *h, const vo
                         r = -errno;
                         break;
                 }
+                if (hup) { /* hung up and still not writable */
+                        r = -EPIPE;
+                        break;
+                }
                 r = conn_wait(c, POLLOUT, deadline);
                 if (r == 0) {
                         r = -ETIMEDOUT;
@@ -382,6 +397,7 @@ int ttrpc_conn_write_frame_locked(ttrpc_conn *c, const ttrpc_header *h, const vo
                 }
                 if (r < 0)
                         break;
+                hup = r == 2;
                 r = 0;
         }
         if (r < 0 && (sent > 0 || (r != -ETIMEDOUT && r != -ENOTCONN)))
@@ -404,11 +420,13 @@ int ttrpc_conn_write_frame(ttrpc_conn *c, const ttrpc_header *h, const void *pay
 static int conn_read_full(ttrpc_conn *c, void *buf, size_t n)
 {
         size_t got = 0;
+        bool hup = false;
 
         while (got < n) {
                 ssize_t k = read(c->fd, (uint8_t *)buf + got, n - got);
                 if (k > 0) {
                         got += (size_t)k;
+                        hup = false;
                         continue;
                 }
                 if (k == 0)
@@ -417,9 +435,12 @@ static int conn_read_full(ttrpc_conn *c, void *buf, size_t n)
                         continue;
                 if (errno != EAGAIN)
                         return errno == EPIPE ? -ECONNRESET : -errno;
+                if (hup) /* hung up, yet neither data nor EOF: treat as EOF */
+                        return got == 0 ? 1 : -ECONNRESET;
                 int r = conn_wait(c, POLLIN, 0);
                 if (r < 0)
                         return r;
+                hup = r == 2;
         }
         return 0;
 }

@@ -2,7 +2,22 @@
 /* ttRPC server: a serve loop per connection reads requests and dispatches
  * them to handlers registered by (service, method); a handler's call object
  * holds a reference on the connection so that it can be answered later from
- * another thread. */
+ * another thread.
+ *
+ * Sessions: on a virtio-serial port a host that disconnects and connects
+ * again quickly is not seen as a new connection: the guest keeps reading
+ * the same byte stream, and the new client starts again at stream id 1. A
+ * Request on stream 1 after higher ids therefore starts a new session on the
+ * connection. The calls of the old session are then dead (as if their
+ * connection had closed): ttrpc_call_is_alive() is false and their replies
+ * are dropped with -ENOTCONN, so a deferred answer (ReadStdout, WaitProcess)
+ * can never reach the new client on a stream id it reuses, and the handler
+ * keeps what it would have sent (the agent keeps undelivered output). The
+ * switch is made under the connection's writer lock, so no old-session reply
+ * is written once the serve loop has seen the new session's first request.
+ * What the old session had written before that point (the server cannot know
+ * of the new client earlier) reaches the new client, whose ttRPC client
+ * drops responses for stream ids it has no call pending on. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -47,8 +62,15 @@ struct ttrpc_server {
         bool shutting_down;
 };
 
+/* One client session on a connection (see above). */
+typedef struct serve_session {
+        unsigned refs;  /* atomic */
+        bool stale;     /* written under the conn's writer lock, read with atomics */
+} serve_session;
+
 struct ttrpc_call {
         ttrpc_conn *conn;
+        serve_session *session;
         uint32_t stream_id;
         int64_t timeout_ns;
         char *service;
@@ -101,7 +123,45 @@ int ttrpc_server_register(ttrpc_server *s, const char *service, const char *meth
         return 0;
 }
 
-static int send_response(ttrpc_conn *c, uint32_t id, int code, const char *msg, const void *payload, size_t len)
+static serve_session *session_new(void)
+{
+        serve_session *ss = calloc(1, sizeof(*ss));
+        if (ss)
+                ss->refs = 1;
+        return ss;
+}
+
+static serve_session *session_ref(serve_session *ss)
+{
+        __atomic_add_fetch(&ss->refs, 1, __ATOMIC_RELAXED);
+        return ss;
+}
+
+static void session_unref(serve_session *ss)
+{
+        if (ss && __atomic_sub_fetch(&ss->refs, 1, __ATOMIC_ACQ_REL) == 0)
+                free(ss);
+}
+
+static bool session_is_stale(const serve_session *ss)
+{
+        return ss && __atomic_load_n(&ss->stale, __ATOMIC_ACQUIRE);
+}
+
+/* Ends a session: waits for a reply being written to finish, so that none
+ * of its replies is written after this returns. */
+static void session_end(ttrpc_conn *c, serve_session *ss)
+{
+        bool locked = ttrpc_conn_writer_lock(c, 0) == 0; /* -ENOTCONN: dead, nothing is written */
+        __atomic_store_n(&ss->stale, true, __ATOMIC_RELEASE);
+        if (locked)
+                ttrpc_conn_writer_unlock(c);
+}
+
+/* Sends a Response frame; ss: the session the call belongs to (NULL: the
+ * current one, from the serve loop). -ENOTCONN if that session is over. */
+static int send_response(ttrpc_conn *c, serve_session *ss, uint32_t id, int code, const char *msg,
+                         const void *payload, size_t len)
 {
         Ttrpc__Status st = TTRPC__STATUS__INIT;
         Ttrpc__Response rs = TTRPC__RESPONSE__INIT;
@@ -124,7 +184,14 @@ static int send_response(ttrpc_conn *c, uint32_t id, int code, const char *msg, 
                 return -ENOMEM;
         ttrpc__response__pack(&rs, buf);
         ttrpc_header h = { .length = (uint32_t)sz, .stream_id = id, .type = TTRPC_TYPE_RESPONSE };
-        int r = ttrpc_conn_write_frame(c, &h, buf, 0);
+        int r = ttrpc_conn_writer_lock(c, 0);
+        if (r == 0) {
+                if (session_is_stale(ss))
+                        r = -ENOTCONN; /* a later session reuses the stream ids */
+                else
+                        r = ttrpc_conn_write_frame_locked(c, &h, buf, 0);
+                ttrpc_conn_writer_unlock(c);
+        }
         if (r < 0)
                 log_debug("ttrpc server: reply on stream %" PRIu32 " not sent: %s", id, strerror(-r));
         return r;
@@ -133,6 +200,7 @@ static int send_response(ttrpc_conn *c, uint32_t id, int code, const char *msg, 
 static void call_free(ttrpc_call *call)
 {
         ttrpc_conn_unref(call->conn);
+        session_unref(call->session);
         free(call->service);
         free(call->method);
         free(call);
@@ -142,18 +210,18 @@ static int call_reply_status_str(ttrpc_call *call, int code, const char *msg)
 {
         if (code <= TTRPC_CODE_OK || code >= _TTRPC_CODE_MAX)
                 code = TTRPC_CODE_UNKNOWN;
-        int r = send_response(call->conn, call->stream_id, code, msg, NULL, 0);
+        int r = send_response(call->conn, call->session, call->stream_id, code, msg, NULL, 0);
         if (r == -EMSGSIZE) /* an absurd message: send the code alone */
-                r = send_response(call->conn, call->stream_id, code, "", NULL, 0);
+                r = send_response(call->conn, call->session, call->stream_id, code, "", NULL, 0);
         call_free(call);
         return r;
 }
 
 int ttrpc_call_reply(ttrpc_call *call, const void *payload, size_t len)
 {
-        int r = send_response(call->conn, call->stream_id, TTRPC_CODE_OK, NULL, payload, len);
+        int r = send_response(call->conn, call->session, call->stream_id, TTRPC_CODE_OK, NULL, payload, len);
         if (r == -EMSGSIZE) {
-                send_response(call->conn, call->stream_id, TTRPC_CODE_RESOURCE_EXHAUSTED,
+                send_response(call->conn, call->session, call->stream_id, TTRPC_CODE_RESOURCE_EXHAUSTED,
                               "response too large for one ttrpc frame", NULL, 0);
         }
         call_free(call);
@@ -200,17 +268,32 @@ const char *ttrpc_call_service(const ttrpc_call *call) { return call->service; }
 const char *ttrpc_call_method(const ttrpc_call *call) { return call->method; }
 uint32_t ttrpc_call_stream_id(const ttrpc_call *call) { return call->stream_id; }
 int64_t ttrpc_call_timeout_ns(const ttrpc_call *call) { return call->timeout_ns; }
-bool ttrpc_call_is_alive(const ttrpc_call *call) { return !ttrpc_conn_is_dead(call->conn); }
+bool ttrpc_call_is_alive(const ttrpc_call *call)
+{
+        return !session_is_stale(call->session) && !ttrpc_conn_is_dead(call->conn);
+}
 
 /* Handles one frame. Negative (with ret_err) drops the connection. */
 static int server_handle_frame(ttrpc_server *s, ttrpc_conn *c, const ttrpc_header *h, const uint8_t *payload,
-                               uint32_t *last_id, cc_error **ret_err)
+                               uint32_t *last_id, serve_session **session, cc_error **ret_err)
 {
         static const uint8_t empty[1];
 
         if (h->type != TTRPC_TYPE_REQUEST)
                 return cc_error_set(ret_err, -EPROTO, "ttrpc: unexpected frame type %u on stream %" PRIu32,
                                     h->type, h->stream_id);
+        if (h->stream_id == 1 && *last_id >= 1) {
+                /* A new client on the same byte stream (virtio-serial
+                 * reconnect): the old session's calls are over. */
+                serve_session *ns = session_new();
+                if (!ns)
+                        return cc_error_set(ret_err, -ENOMEM, "ttrpc: out of memory");
+                log_debug("ttrpc server: stream id 1 after %" PRIu32 ": a new client session", *last_id);
+                session_end(c, *session);
+                session_unref(*session);
+                *session = ns;
+                *last_id = 0;
+        }
         if (h->stream_id % 2 == 0 || h->stream_id <= *last_id)
                 return cc_error_set(ret_err, -EPROTO,
                                     "ttrpc: request stream id %" PRIu32 " is not odd and increasing",
@@ -224,7 +307,7 @@ static int server_handle_frame(ttrpc_server *s, ttrpc_conn *c, const ttrpc_heade
 
         method_entry *e = NULL;
         if (h->flags & TTRPC_FLAG_REMOTE_OPEN)
-                send_response(c, h->stream_id, TTRPC_CODE_UNIMPLEMENTED, "streaming calls are not supported",
+                send_response(c, NULL, h->stream_id, TTRPC_CODE_UNIMPLEMENTED, "streaming calls are not supported",
                               NULL, 0);
         else if (!(e = server_lookup(s, rq->service, rq->method))) {
                 _cleanup_free_ char *svc = ttrpc_peer_string(rq->service), *m = ttrpc_peer_string(rq->method);
@@ -232,7 +315,7 @@ static int server_handle_frame(ttrpc_server *s, ttrpc_conn *c, const ttrpc_heade
                 if (asprintf(&msg, "method %s/%s not implemented", svc ? svc : "", m ? m : "") < 0)
                         msg = NULL;
                 log_debug("ttrpc server: %s", msg ? msg : "unknown method");
-                send_response(c, h->stream_id, TTRPC_CODE_UNIMPLEMENTED, msg ? msg : "method not implemented",
+                send_response(c, NULL, h->stream_id, TTRPC_CODE_UNIMPLEMENTED, msg ? msg : "method not implemented",
                               NULL, 0);
         } else {
                 ttrpc_call *call = calloc(1, sizeof(*call));
@@ -246,10 +329,11 @@ static int server_handle_frame(ttrpc_server *s, ttrpc_conn *c, const ttrpc_heade
                                 free(call->method);
                                 free(call);
                         }
-                        send_response(c, h->stream_id, TTRPC_CODE_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+                        send_response(c, NULL, h->stream_id, TTRPC_CODE_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
                 } else {
                         ttrpc_conn_ref(c);
                         call->conn = c;
+                        call->session = session_ref(*session);
                         call->stream_id = h->stream_id;
                         call->timeout_ns = rq->timeout_nano;
                         e->fn(call, rq->payload.data ? rq->payload.data : empty, rq->payload.len, e->userdata);
@@ -263,11 +347,18 @@ int ttrpc_server_serve_fd(ttrpc_server *s, int fd, cc_error **ret_err)
 {
         uint32_t last_id = 0;
         ttrpc_conn *c = NULL;
+        serve_session *session = session_new();
         int r;
 
+        if (!session) {
+                close(fd);
+                return cc_error_set(ret_err, -ENOMEM, "ttrpc: out of memory");
+        }
         r = ttrpc_conn_new(fd, s->shutdown_fd, &c, ret_err);
-        if (r < 0)
+        if (r < 0) {
+                session_unref(session);
                 return r;
+        }
         for (;;) {
                 _cleanup_free_ uint8_t *payload = NULL;
                 ttrpc_header h;
@@ -291,12 +382,13 @@ int ttrpc_server_serve_fd(ttrpc_server *s, int fd, cc_error **ret_err)
                 }
                 if (r < 0)
                         break;
-                r = server_handle_frame(s, c, &h, payload, &last_id, ret_err);
+                r = server_handle_frame(s, c, &h, payload, &last_id, &session, ret_err);
                 if (r < 0)
                         break;
         }
         ttrpc_conn_close_fd(c);
         ttrpc_conn_unref(c);
+        session_unref(session);
         return r;
 }
 

@@ -13,12 +13,16 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <pty.h>
 
 #include <cmocka.h>
 
 #include "common/ttrpc.h"
+#include "common/ttrpc-internal.h"
 #include "agent.pb-c.h"
 #include "health.pb-c.h"
 #include "ttrpc.pb-c.h"
@@ -994,6 +998,162 @@ static void test_deferred_after_disconnect(void **state)
         close(sv[0]);
 }
 
+/* Reads one Response frame from a raw peer; returns its payload (malloc'd,
+ * NUL-terminated) and checks the stream id. */
+static char *raw_read_response(int fd, uint32_t want_id)
+{
+        uint8_t hdr[TTRPC_HEADER_SIZE];
+        ttrpc_header h;
+        assert_int_equal(read_all(fd, hdr, sizeof(hdr)), 0);
+        assert_int_equal(ttrpc_header_decode(hdr, &h, NULL), 0);
+        assert_int_equal(h.type, TTRPC_TYPE_RESPONSE);
+        assert_int_equal(h.stream_id, want_id);
+        uint8_t *p = malloc(h.length + 1);
+        assert_int_equal(read_all(fd, p, h.length), 0);
+        Ttrpc__Response *rs = ttrpc__response__unpack(NULL, h.length, p);
+        free(p);
+        assert_non_null(rs);
+        assert_null(rs->status);
+        char *out = calloc(1, rs->payload.len + 1);
+        memcpy(out, rs->payload.data, rs->payload.len);
+        ttrpc__response__free_unpacked(rs, NULL);
+        return out;
+}
+
+static void raw_request(int fd, uint32_t id, const char *method, const char *payload)
+{
+        Ttrpc__Request rq = TTRPC__REQUEST__INIT;
+        uint8_t buf[256];
+        rq.service = SVC;
+        rq.method = (char *)method;
+        rq.payload.data = (uint8_t *)payload;
+        rq.payload.len = payload ? strlen(payload) : 0;
+        size_t n = ttrpc__request__pack(&rq, buf);
+        raw_write_frame(fd, TTRPC_TYPE_REQUEST, id, buf, (uint32_t)n);
+}
+
+/* Regression: a host that reconnects over virtio-serial is not a new
+ * connection for the guest; the new client starts again at stream 1. That
+ * starts a new session (it used to drop the connection as a protocol
+ * violation, losing the first request), and a deferred call of the old
+ * session can no longer answer: its stream id belongs to the new client. */
+static void test_server_new_session_on_same_stream(void **state)
+{
+        fixture *f = *state; /* only its server is used */
+        int sv[2], result;
+        pthread_t t;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        start_serving(f->server, sv[1], &t, &result);
+        /* Old session: stream 1 parks, stream 3 answers. */
+        raw_request(sv[0], 1, "Never", NULL);
+        raw_request(sv[0], 3, "Echo", "old");
+        char *r = raw_read_response(sv[0], 3);
+        assert_string_equal(r, "old");
+        free(r);
+        pthread_mutex_lock(&f->mu);
+        while (!f->parked)
+                pthread_cond_wait(&f->cond, &f->mu);
+        ttrpc_call *old = f->parked;
+        f->parked = NULL;
+        pthread_mutex_unlock(&f->mu);
+        assert_true(ttrpc_call_is_alive(old));
+
+        /* New session on the same stream: its first request is served. */
+        raw_request(sv[0], 1, "Echo", "new");
+        r = raw_read_response(sv[0], 1);
+        assert_string_equal(r, "new");
+        free(r);
+        /* The old session's call is over: its reply is dropped, never
+         * written on the stream id the new client now uses. */
+        assert_false(ttrpc_call_is_alive(old));
+        assert_int_equal(ttrpc_call_reply(old, "stale", 5), -ENOTCONN);
+        struct pollfd p = { .fd = sv[0], .events = POLLIN };
+        assert_int_equal(poll(&p, 1, 100), 0);
+        /* The new session goes on with increasing ids; going back is
+         * still a protocol violation. */
+        raw_request(sv[0], 3, "Echo", "three");
+        r = raw_read_response(sv[0], 3);
+        assert_string_equal(r, "three");
+        free(r);
+        raw_request(sv[0], 3, "Echo", "again");
+        pthread_join(t, NULL);
+        assert_int_equal(result, -EPROTO);
+        close(sv[0]);
+}
+
+/* Regression: a writer used to treat POLLHUP as "writable" and spin, past
+ * its deadline too, on an fd that polls POLLHUP but keeps saying EAGAIN (a
+ * guest virtio-serial port without a host does exactly that; so does a pty
+ * master whose slave is closed, once its buffer is full). Now the write
+ * fails at once with -EPIPE. The write runs on a thread so that a
+ * regression fails the test instead of hanging it. */
+typedef struct hup_writer {
+        ttrpc_conn *c;
+        pthread_mutex_t mu;
+        pthread_cond_t cond;
+        bool done;
+        int result;
+        double cpu_ms;
+} hup_writer;
+
+static void *hup_writer_main(void *arg)
+{
+        hup_writer *w = arg;
+        size_t len = 1u << 20; /* far more than the pty buffers */
+        uint8_t *payload = calloc(1, len);
+        ttrpc_header h = { .length = (uint32_t)len, .stream_id = 1, .type = TTRPC_TYPE_REQUEST };
+        struct timespec c0, c1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+        int r = ttrpc_conn_write_frame(w->c, &h, payload, ttrpc_now_ns() + 3000ull * 1000000);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+        free(payload);
+        pthread_mutex_lock(&w->mu);
+        w->result = r;
+        w->cpu_ms = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
+        w->done = true;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->mu);
+        return NULL;
+}
+
+static void test_write_hangup_does_not_spin(void **state)
+{
+        int m, sl;
+        struct termios raw;
+        assert_int_equal(openpty(&m, &sl, NULL, NULL, NULL), 0);
+        assert_int_equal(tcgetattr(sl, &raw), 0);
+        cfmakeraw(&raw); /* no echo back into the master */
+        assert_int_equal(tcsetattr(sl, TCSANOW, &raw), 0);
+        close(sl);
+
+        hup_writer w = { .result = 1 };
+        pthread_mutex_init(&w.mu, NULL);
+        pthread_cond_init(&w.cond, NULL);
+        assert_int_equal(ttrpc_conn_new(m, -1, &w.c, NULL), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, hup_writer_main, &w), 0);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 5;
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+                if (pthread_cond_timedwait(&w.cond, &w.mu, &ts) == ETIMEDOUT)
+                        break;
+        bool done = w.done;
+        pthread_mutex_unlock(&w.mu);
+        if (!done)
+                fail_msg("the write still spins 5 s later (deadline was 3 s)");
+        pthread_join(t, NULL);
+        assert_int_equal(w.result, -EPIPE);
+        assert_true(w.cpu_ms < 500);
+        assert_true(ttrpc_conn_is_dead(w.c)); /* a frame cut short kills it */
+        ttrpc_conn_close_fd(w.c);
+        ttrpc_conn_unref(w.c);
+        pthread_cond_destroy(&w.cond);
+        pthread_mutex_destroy(&w.mu);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1009,6 +1169,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_server_drops_malformed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_streaming_rejected, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_deferred_after_disconnect, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_server_new_session_on_same_stream, setup, teardown),
+                cmocka_unit_test(test_write_hangup_does_not_spin),
                 cmocka_unit_test(test_server_shutdown),
                 cmocka_unit_test(test_server_listener),
                 cmocka_unit_test_setup_teardown(test_client_oversize_frame, raw_setup, raw_teardown),
