@@ -170,6 +170,7 @@ int main(int argc, char **argv)
                 .max_recv_message_size = (int)cfg->server.max_recv_message_size,
                 .max_send_message_size = (int)cfg->server.max_send_message_size,
                 .dispatch = cri_dispatch,
+                .is_inline = cri_dispatch_is_inline,
                 .userdata = &daemon,
         };
         int rc = 1;

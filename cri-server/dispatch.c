@@ -268,3 +268,20 @@ void cri_dispatch(void *userdata, const cri_call_info *info, const uint8_t *req,
         }
         arena_free(&arena);
 }
+
+/* Methods whose handler only formats constant or configuration data: they
+ * run on the gRPC completion-queue thread (cri_grpc_server_opts.is_inline).
+ * Anything that takes a lock another RPC may hold for long, touches the disk
+ * or the network must NOT be listed here. */
+bool cri_dispatch_is_inline(void *userdata, const char *path)
+{
+        static const char *const cheap[] = { "Version", "RuntimeConfig" };
+        const char *api = NULL;
+        const cri_method *m = cri_method_lookup(path, true, &api);
+        if (!m || !m->handler)
+                return false;
+        for (size_t i = 0; i < sizeof(cheap) / sizeof(cheap[0]); i++)
+                if (strcmp(m->name, cheap[i]) == 0)
+                        return true;
+        return false;
+}

@@ -47,6 +47,9 @@ const cri_method *cri_method_lookup(const char *path, bool allow_v1alpha2,
 void cri_dispatch(void *userdata, const cri_call_info *info, const uint8_t *req, size_t req_len,
                   cri_reply *reply);
 
+/* cri_grpc_server_opts.is_inline: the cheap, never-blocking methods. */
+bool cri_dispatch_is_inline(void *userdata, const char *path);
+
 /* Per-call allocation: freed when the call ends. Never returns NULL (aborts
  * on OOM: there is no sane partial reply). */
 void *cri_alloc(cri_ctx *ctx, size_t size);

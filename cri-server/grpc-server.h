@@ -4,7 +4,9 @@
  *
  * One completion-queue thread accepts calls and receives their request
  * message; each call is then handed to a worker pool, so a slow handler
- * never blocks the others. Handlers run on worker threads, concurrently. */
+ * never blocks the others. Handlers run on worker threads, concurrently,
+ * except the few cheap, non-blocking methods the caller marks inline (see
+ * cri_grpc_server_opts.is_inline), which run on the completion-queue thread. */
 #pragma once
 
 #include <stdatomic.h>
@@ -41,6 +43,10 @@ typedef struct cri_grpc_server_opts {
         int max_recv_message_size;    /* bytes */
         int max_send_message_size;    /* bytes */
         cri_grpc_dispatch_fn dispatch;
+        /* Optional: true for a method whose handler never blocks and is
+         * cheap; it then runs on the completion-queue thread instead of a
+         * worker (no thread hand-off). Must be fast and thread-safe. */
+        bool (*is_inline)(void *userdata, const char *method);
         void *userdata;
 } cri_grpc_server_opts;
 
