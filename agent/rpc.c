@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/portfwd.h"
 #include "common/cleanup.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -250,5 +251,7 @@ int agent_rpc_register(ttrpc_server *s, cc_error **ret_err)
         agent_rpc_register_processes(s);
         agent_rpc_register_misc(s);
         agent_rpc_register_net(s);
+        if (agent_portfwd_register(s, ret_err) < 0)
+                return -1;
         return 0;
 }

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The daemon side of cocoon.agent.PortForward (proto/cocoon-agent.proto):
+ * one TCP connection to a loopback port inside the pod, carried over the
+ * agent's ttRPC connection, presented as a local socket.
+ *
+ * rt_agent_portfwd_connect() asks the agent to connect (Open), then returns
+ * one end of a socketpair (O_CLOEXEC; the caller owns it, e.g. the streaming
+ * server). Two detached threads pump between the other end and the agent:
+ * local → Write (EOF → Write{close_write}), Read → local (eof → SHUT_WR).
+ * When the caller closes its end, or the agent connection dies, the handle is
+ * Closed and everything is released (the threads hold an agent reference). */
+#pragma once
+
+#include <stdint.h>
+
+#include "common/error.h"
+#include "runtime/agent.h"
+
+int rt_agent_portfwd_connect(rt_agent *a, uint16_t port, int timeout_ms, int *ret_fd,
+                             cc_error **ret_err);
+
+/* Generic call on the agent's ttRPC connection, for protocol extensions the
+ * typed client does not wrap. Provided by runtime/agent-client.c; declared
+ * weak here so the tree links until it lands (then port forwarding answers
+ * -EOPNOTSUPP). */
+int rt_agent_call_pb(rt_agent *a, const char *service, const char *method,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                     int timeout_ms, ProtobufCMessage **ret_resp, cc_error **ret_err)
+        __attribute__((weak));
