@@ -110,6 +110,7 @@ typedef struct vmm_ops {
 } vmm_ops;
 
 extern const vmm_ops vmm_qemu_ops;
+extern const vmm_ops vmm_host_ops;
 
 /* Wrappers: -EOPNOTSUPP for NULL ops. */
 int vmm_create(const vmm_ops *ops, const vmm_config *c, vmm **ret, cc_error **ret_err);
