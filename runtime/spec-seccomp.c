@@ -429,10 +429,8 @@ int rt_spec_seccomp_convert(const char *path, char *const *caps, size_t n_caps,
         cc_error *err = NULL;
         _cleanup_json_ json_object *root = cc_json_parse_file(path, PROFILE_MAX_BYTES, &err);
         if (!root) {
-                int code = err->code;
                 cc_error_set(ret_err, -EINVAL, "seccomp profile '%s': %s", path, err->msg);
                 cc_error_free(err);
-                (void)code;
                 return -EINVAL;
         }
         Grpc__LinuxSeccomp *sc = malloc(sizeof(*sc));
@@ -440,6 +438,8 @@ int rt_spec_seccomp_convert(const char *path, char *const *caps, size_t n_caps,
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         grpc__linux_seccomp__init(sc);
         int r = convert(root, path, caps, n_caps, sc, ret_err);
+        if (r < 0 && r != -ENOMEM) /* a missing field included: the profile is invalid */
+                r = (*ret_err)->code = -EINVAL;
         if (r < 0) {
                 protobuf_c_message_free_unpacked(&sc->base, NULL);
                 return r;
