@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/openat2.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,47 @@ static bool path_at_or_below(const char *p, const char *dir)
         return strncmp(p, dir, n) == 0 && (p[n] == 0 || p[n] == '/');
 }
 
+/* Absolute, canonical in form: no empty, "." or ".." component, no
+ * trailing slash, no newline. */
+static bool abs_path_clean(const char *p)
+{
+        if (!p || p[0] != '/' || strlen(p) >= PATH_MAX)
+                return false;
+        if (p[1] == 0)
+                return true;
+        for (const char *c = p; *c;) {
+                const char *e = strchrnul(c + 1, '/');
+                size_t n = (size_t)(e - c - 1);
+                if (n == 0 || (n == 1 && c[1] == '.') || (n == 2 && c[1] == '.' && c[2] == '.'))
+                        return false;
+                c = e;
+        }
+        return !strchr(p, '\n');
+}
+
+/* O_PATH fd of path, following no symbolic link in any component: below
+ * the share the guest decides what is a link. -ENOENT without an error set
+ * (callers treat a missing path as done); -ELOOP for a link. */
+static int open_nofollow(const char *path, int flags, cc_error **ret_err)
+{
+        struct open_how how = { .flags = (uint64_t)(O_PATH | O_CLOEXEC | flags), .resolve = RESOLVE_NO_SYMLINKS };
+        int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+        if (fd < 0 && errno == ENOSYS) { /* Linux < 5.6 */
+                _cleanup_free_ char *real = realpath(path, NULL);
+                if (real && strcmp(real, path) != 0)
+                        errno = ELOOP;
+                else
+                        fd = open(path, O_PATH | O_CLOEXEC | O_NOFOLLOW | flags);
+        }
+        if (fd >= 0)
+                return fd;
+        if (errno == ENOENT)
+                return -ENOENT;
+        if (errno == ELOOP || errno == EXDEV)
+                return cc_error_set(ret_err, -ELOOP, "'%s' has a symbolic link in its path; refused", path);
+        return cc_error_errno(ret_err, "open '%s'", path);
+}
+
 bool rt_is_mountpoint(const char *path)
 {
         struct statx stx;
@@ -213,24 +255,21 @@ static int detach_all(const char *dir, cc_error **ret_err)
 }
 
 /* Detaches every mount at or below path and removes path (a directory tree
- * or a file). Never removes anything while a mount is left below it. */
+ * or a file). Never removes anything while a mount is left below it, and
+ * never follows a symbolic link to somewhere else. */
 static int teardown(const char *path, cc_error **ret_err)
 {
-        struct stat st;
-        if (lstat(path, &st) < 0) {
-                if (errno == ENOENT)
-                        return 0;
-                return cc_error_errno(ret_err, "stat '%s'", path);
-        }
-        _cleanup_free_ char *real = realpath(path, NULL);
-        if (!real)
-                return cc_error_errno(ret_err, "resolve '%s'", path);
-        int r = detach_all(real, ret_err);
+        _cleanup_close_ int fd = open_nofollow(path, 0, ret_err);
+        if (fd == -ENOENT)
+                return 0;
+        if (fd < 0)
+                return fd;
+        int r = detach_all(path, ret_err);
         if (r < 0)
                 return r;
-        if (rt_is_mountpoint(real)) /* cc_rm_rf does not check its top */
-                return cc_error_set(ret_err, -EBUSY, "'%s' is still a mount point", real);
-        return cc_rm_rf(real, ret_err);
+        if (rt_is_mountpoint(path)) /* cc_rm_rf does not check its top */
+                return cc_error_set(ret_err, -EBUSY, "'%s' is still a mount point", path);
+        return cc_rm_rf(path, ret_err);
 }
 
 /* ---- directories ------------------------------------------------------------ */
@@ -251,7 +290,8 @@ static int push_path(cc_undo *u, cc_undo_fn fn, const char *path, cc_error **ret
 }
 
 /* Creates every missing directory of path (itself too when self), each
- * pushed on u for removal. */
+ * pushed on u for removal, one component at a time without following a
+ * symbolic link. Returns an O_PATH fd of path (self) or of its parent. */
 static int mkdirs_tracked(const char *path, bool self, mode_t mode, cc_undo *u, cc_error **ret_err)
 {
         _cleanup_free_ char *p = strdup(path);
@@ -260,42 +300,38 @@ static int mkdirs_tracked(const char *path, bool self, mode_t mode, cc_undo *u, 
         size_t len = strlen(p);
         if (!self) {
                 char *slash = strrchr(p, '/');
-                if (!slash || slash == p)
-                        return 0;
                 *slash = 0;
                 len = strlen(p);
         }
-        for (size_t i = 1; i <= len; i++) {
+        _cleanup_close_ int dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return cc_error_errno(ret_err, "open '/'");
+        for (size_t i = 1, start = 1; i <= len; i++) {
                 if (p[i] != '/' && p[i] != 0)
                         continue;
                 char c = p[i];
                 p[i] = 0;
-                if (mkdir(p, i == len && self ? mode : 0755) == 0) {
+                const char *name = p + start;
+                if (mkdirat(dfd, name, i == len && self ? mode : 0755) == 0) {
                         int r = push_path(u, undo_rmdir, p, ret_err);
                         if (r < 0)
                                 return r;
                 } else if (errno != EEXIST) {
                         return cc_error_errno(ret_err, "create '%s'", p);
-                } else {
-                        struct stat st;
-                        if (stat(p, &st) < 0)
-                                return cc_error_errno(ret_err, "stat '%s'", p);
-                        if (!S_ISDIR(st.st_mode))
-                                return cc_error_set(ret_err, -ENOTDIR, "'%s' is not a directory", p);
                 }
+                int nfd = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (nfd < 0) {
+                        if (errno == ENOTDIR || errno == ELOOP)
+                                return cc_error_set(ret_err, -ENOTDIR, "'%s' is not a directory (a symbolic "
+                                                                       "link is not followed here)", p);
+                        return cc_error_errno(ret_err, "open '%s'", p);
+                }
+                close(dfd);
+                dfd = nfd;
                 p[i] = c;
+                start = i + 1;
         }
-        return 0;
-}
-
-static bool abs_path_clean(const char *p)
-{
-        if (!p || p[0] != '/' || strlen(p) >= PATH_MAX)
-                return false;
-        for (const char *c = p; *c; c++)
-                if (*c == '\n')
-                        return false;
-        return cc_path_is_safe_relative(p + 1) || p[1] == 0;
+        return TAKE_FD(dfd);
 }
 
 /* ---- the share ------------------------------------------------------------ */
@@ -309,6 +345,7 @@ int rt_share_prepare(const char *dir, cc_error **ret_err)
         int r = mkdirs_tracked(dir, true, 0711, &undo, &err);
         if (r < 0)
                 goto fail;
+        close(r);
         if (!rt_is_mountpoint(dir)) {
                 if (mount(dir, dir, NULL, MS_BIND, NULL) < 0) {
                         r = cc_error_errno(&err, "bind '%s' onto itself", dir);
@@ -409,12 +446,15 @@ static int check_source_propagation(int fd, const char *source, rt_propagation p
 }
 
 /* Old kernels (no open_tree/mount_setattr, Linux < 5.12): bind in place. */
-static int bind_legacy(int src_fd, const char *target, bool readonly, rt_propagation prop, cc_error **ret_err)
+static int bind_legacy(int src_fd, int target_fd, const char *target, bool readonly, rt_propagation prop,
+                       cc_error **ret_err)
 {
-        char src[64];
+        char src[64], dst[64];
         snprintf(src, sizeof(src), "/proc/self/fd/%d", src_fd);
-        if (mount(src, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+        snprintf(dst, sizeof(dst), "/proc/self/fd/%d", target_fd);
+        if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
                 return cc_error_errno(ret_err, "bind mount at '%s'", target);
+        /* from here on the mount is at target: the path names it */
         if (readonly) {
                 struct statvfs sv;
                 unsigned long keep = 0;
@@ -438,13 +478,14 @@ static int bind_legacy(int src_fd, const char *target, bool readonly, rt_propaga
 
 /* Binds the object open as src_fd at target (existing), recursively: a
  * detached copy gets read-only and propagation first, then is attached. */
-static int bind_fd(int src_fd, const char *target, bool readonly, rt_propagation prop, cc_error **ret_err)
+static int bind_fd(int src_fd, int target_fd, const char *target, bool readonly, rt_propagation prop,
+                   cc_error **ret_err)
 {
         _cleanup_close_ int tree = (int)syscall(SYS_open_tree, src_fd, "",
                                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
         if (tree < 0) {
                 if (errno == ENOSYS)
-                        return bind_legacy(src_fd, target, readonly, prop, ret_err);
+                        return bind_legacy(src_fd, target_fd, target, readonly, prop, ret_err);
                 return cc_error_errno(ret_err, "clone mount tree for '%s'", target);
         }
         struct mount_attr attr = { 0 };
@@ -455,11 +496,11 @@ static int bind_fd(int src_fd, const char *target, bool readonly, rt_propagation
         if ((attr.attr_set || attr.propagation) &&
             syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0) {
                 if (errno == ENOSYS)
-                        return bind_legacy(src_fd, target, readonly, prop, ret_err);
+                        return bind_legacy(src_fd, target_fd, target, readonly, prop, ret_err);
                 return cc_error_errno(ret_err, "set %s%s on the mount for '%s'", readonly ? "read-only, " : "",
                                       prop_name(prop), target);
         }
-        if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        if (syscall(SYS_move_mount, tree, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
                 return cc_error_errno(ret_err, "attach mount at '%s'", target);
         return 0;
 }
@@ -469,7 +510,7 @@ int rt_volume_bind(const char *source, const char *target, bool readonly, rt_pro
 {
         cc_error *err = NULL;
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
-        _cleanup_close_ int fd = -1;
+        _cleanup_close_ int fd = -1, pfd = -1, tfd = -1;
         int r;
         if (!source || source[0] != '/' || strlen(source) >= PATH_MAX ||
             (source[1] && !cc_path_is_safe_relative(source + 1))) {
@@ -505,11 +546,9 @@ int rt_volume_bind(const char *source, const char *target, bool readonly, rt_pro
         bool dir = S_ISDIR(st.st_mode);
         if ((r = mkdirs_tracked(target, false, 0755, &undo, &err)) < 0)
                 goto fail;
-        if (lstat(target, &tst) == 0) {
-                if (rt_is_mountpoint(target)) {
-                        r = cc_error_set(&err, -EBUSY, "target '%s' is already a mount point", target);
-                        goto fail;
-                }
+        pfd = r;
+        const char *base = strrchr(target, '/') + 1;
+        if (fstatat(pfd, base, &tst, AT_SYMLINK_NOFOLLOW) == 0) {
                 if (dir ? !S_ISDIR(tst.st_mode) : !S_ISREG(tst.st_mode)) {
                         r = cc_error_set(&err, -EEXIST, "target '%s' exists and is not a %s", target,
                                          dir ? "directory" : "regular file");
@@ -519,23 +558,33 @@ int rt_volume_bind(const char *source, const char *target, bool readonly, rt_pro
                 r = cc_error_errno(&err, "stat target '%s'", target);
                 goto fail;
         } else if (dir) {
-                if (mkdir(target, 0755) < 0) {
+                if (mkdirat(pfd, base, 0755) < 0) {
                         r = cc_error_errno(&err, "create '%s'", target);
                         goto fail;
                 }
                 if ((r = push_path(&undo, undo_rmdir, target, &err)) < 0)
                         goto fail;
         } else {
-                int tfd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-                if (tfd < 0) {
+                int cfd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (cfd < 0) {
                         r = cc_error_errno(&err, "create '%s'", target);
                         goto fail;
                 }
-                close(tfd);
+                close(cfd);
                 if ((r = push_path(&undo, undo_unlink, target, &err)) < 0)
                         goto fail;
         }
-        if ((r = bind_fd(fd, target, readonly, prop, &err)) < 0)
+        tfd = openat(pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (tfd < 0 || fstat(tfd, &tst) < 0 || (dir ? !S_ISDIR(tst.st_mode) : !S_ISREG(tst.st_mode))) {
+                r = tfd < 0 ? cc_error_errno(&err, "open target '%s'", target)
+                            : cc_error_set(&err, -EEXIST, "target '%s' changed under us", target);
+                goto fail;
+        }
+        if (rt_is_mountpoint(target)) {
+                r = cc_error_set(&err, -EBUSY, "target '%s' is already a mount point", target);
+                goto fail;
+        }
+        if ((r = bind_fd(fd, tfd, target, readonly, prop, &err)) < 0)
                 goto fail;
         log_debug("rootfs: bound %s at %s (%s, %s)", source, target, readonly ? "ro" : "rw", prop_name(prop));
         cc_undo_disarm(&undo);
@@ -642,8 +691,10 @@ static void close_fds(int *fds, size_t n)
 }
 
 static int mount_overlay(const char *const *lowers, size_t n, const char *upper, const char *work,
-                         const char *target, bool readonly, cc_error **ret_err)
+                         int target_fd, const char *target, bool readonly, cc_error **ret_err)
 {
+        char dst[64];
+        snprintf(dst, sizeof(dst), "/proc/self/fd/%d", target_fd);
         long page = sysconf(_SC_PAGESIZE);
         size_t max = page > 0 ? (size_t)page - 1 : 4095;
         unsigned long flags = readonly ? MS_RDONLY : 0;
@@ -685,7 +736,7 @@ static int mount_overlay(const char *const *lowers, size_t n, const char *upper,
                                                              "options (%zu bytes, at most %zu)",
                                             n, strlen(opts), max);
                 }
-                int r = mount("overlay", target, "overlay", flags, opts);
+                int r = mount("overlay", dst, "overlay", flags, opts);
                 int e = errno;
                 close_fds(fds, n);
                 if (r < 0) {
@@ -694,7 +745,7 @@ static int mount_overlay(const char *const *lowers, size_t n, const char *upper,
                 }
                 return 0;
         }
-        if (mount("overlay", target, "overlay", flags, opts) < 0)
+        if (mount("overlay", dst, "overlay", flags, opts) < 0)
                 return cc_error_errno(ret_err, "overlay mount of %zu layer%s at '%s'", n, n == 1 ? "" : "s",
                                       target);
         return 0;
@@ -706,6 +757,7 @@ int rt_rootfs_mount(const char *const *lowers, size_t n_lowers, const char *uppe
         cc_error *err = NULL;
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
         _cleanup_free_ char *upper = NULL, *work = NULL;
+        _cleanup_close_ int tfd = -1;
         int r;
         if (!lowers || n_lowers == 0) {
                 r = cc_error_set(&err, -EINVAL, "no layers");
@@ -743,6 +795,7 @@ int rt_rootfs_mount(const char *const *lowers, size_t n_lowers, const char *uppe
         }
         if ((r = mkdirs_tracked(target, true, 0755, &undo, &err)) < 0)
                 goto fail;
+        tfd = r;
         if (rt_is_mountpoint(target)) {
                 r = cc_error_set(&err, -EBUSY, "'%s' is already a mount point", target);
                 goto fail;
@@ -753,12 +806,13 @@ int rt_rootfs_mount(const char *const *lowers, size_t n_lowers, const char *uppe
                         r = cc_error_errno(&err, "open layer '%s'", lowers[0]);
                         goto fail;
                 }
-                if ((r = bind_fd(fd, target, true, RT_PROP_PRIVATE, &err)) < 0)
+                if ((r = bind_fd(fd, tfd, target, true, RT_PROP_PRIVATE, &err)) < 0)
                         goto fail;
         } else {
                 if (!readonly) {
                         if ((r = mkdirs_tracked(upper_base, true, 0700, &undo, &err)) < 0)
                                 goto fail;
+                        close(r);
                         if (asprintf(&upper, "%s/upper", upper_base) < 0 ||
                             asprintf(&work, "%s/work", upper_base) < 0) {
                                 r = cc_error_set(&err, -ENOMEM, "out of memory");
@@ -780,7 +834,7 @@ int rt_rootfs_mount(const char *const *lowers, size_t n_lowers, const char *uppe
                         if ((r = push_path(&undo, undo_rm_rf, work, &err)) < 0)
                                 goto fail;
                 }
-                if ((r = mount_overlay(lowers, n_lowers, upper, work, target, readonly, &err)) < 0)
+                if ((r = mount_overlay(lowers, n_lowers, upper, work, tfd, target, readonly, &err)) < 0)
                         goto fail;
         }
         log_debug("rootfs: %s overlay of %zu layer(s) at %s", readonly ? "read-only" : "writable", n_lowers,

@@ -403,6 +403,48 @@ static void test_volume_propagation(void **state)
         assert_int_equal(mounts_below(tmpdir), 0);
 }
 
+/* Below the share the guest decides what is a symbolic link: a link in a
+ * target's path is never followed, neither to mount nor to remove. */
+static void test_symlink_refused(void **state)
+{
+        cc_error *err = NULL;
+        put(P("outside/rootfs/precious"), "precious");
+        put(P("host/data/x"), "x");
+        put(P("l1/a"), "a");
+        mkdirs(P("share"));
+        assert_int_equal(symlink(P("outside"), P("share/c1")), 0);
+        const char *lowers[] = { strdup(P("l1")) };
+        assert_int_equal(rt_rootfs_mount(lowers, 1, P("ctr/c1"), P("share/c1/rootfs2"), false, &err), -ENOTDIR);
+        cc_error_free(err);
+        err = NULL;
+        assert_false(exists(P("outside/rootfs2")));
+        assert_false(exists(P("ctr/c1")));
+        assert_int_equal(rt_volume_bind(P("host/data"), P("share/c1/mounts/0"), false, RT_PROP_PRIVATE, &err),
+                         -ENOTDIR);
+        cc_error_free(err);
+        err = NULL;
+        assert_false(exists(P("outside/mounts")));
+        /* teardown through the link: refused, the data behind it stays */
+        assert_int_equal(rt_rootfs_unmount(P("share/c1/rootfs"), NULL, &err), -ELOOP);
+        cc_error_free(err);
+        err = NULL;
+        assert_int_equal(rt_volume_unbind(P("share/c1/rootfs"), &err), -ELOOP);
+        cc_error_free(err);
+        err = NULL;
+        assert_string_equal(get(P("outside/rootfs/precious")), "precious");
+        /* a link as the target itself */
+        assert_int_equal(symlink(P("outside/rootfs"), P("share/t")), 0);
+        assert_int_equal(rt_volume_bind(P("host/data"), P("share/t"), false, RT_PROP_PRIVATE, &err), -EEXIST);
+        cc_error_free(err);
+        err = NULL;
+        assert_int_equal(rt_volume_unbind(P("share/t"), &err), -ELOOP);
+        cc_error_free(err);
+        err = NULL;
+        assert_string_equal(get(P("outside/rootfs/precious")), "precious");
+        assert_int_equal(mounts_below(tmpdir), 0);
+        free((void *)lowers[0]);
+}
+
 /* ---- the share ------------------------------------------------------------------------ */
 
 static void test_share_nested(void **state)
@@ -567,6 +609,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_volume_rw_ro, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_volume_bad_source, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_volume_propagation, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_share_nested, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_virtiofsd_sees_later_mounts, setup, teardown),
         };
