@@ -10,8 +10,11 @@
  *    request (same key replaces), plus HOSTNAME; PATH default when none.
  *    cwd = working_dir or image WorkingDir or "/". tty/stdin from the request.
  *  - user: run_as_user / run_as_username / image User ("uid", "uid:gid",
- *    "name", "name:group"); a name is passed as User.Username for the agent to
- *    resolve in the container's /etc/passwd; run_as_group; supplemental groups.
+ *    "name", "name:group"); run_as_group; supplemental groups. Numeric
+ *    "uid:gid" → User.UID/GID only; anything else is passed whole as
+ *    User.Username for the agent to resolve in the container's /etc/passwd
+ *    (and /etc/group): "1000" (gid and groups from the files, as containerd),
+ *    "name", "name:group", "uid:group".
  *  - capabilities: the default set (containerd's 14), plus add, minus drop,
  *    "ALL" handled; privileged: all capabilities, no seccomp, no masked/readonly
  *    paths, writable sysfs (privileged WITHIN the VM only).
@@ -22,7 +25,11 @@
  *    (installed to <seccomp_dir>/default.json); Localhost → a profile file
  *    (absolute path, must exist, Docker/OCI JSON format); Unconfined → none.
  *    The deprecated seccomp_profile_path string ("runtime/default",
- *    "docker/default", "unconfined", "localhost/<path>") is honoured too.
+ *    "docker/default", "unconfined", "localhost/<path>") is honoured too;
+ *    neither given → unconfined (containerd 1.6). Docker's "includes"/
+ *    "excludes" rule conditions are evaluated against the container's
+ *    capabilities and architecture; defaultErrnoRet other than 1 is refused
+ *    (the agent protocol has no field for it: the agent uses EPERM).
  *  - resources: cpu shares/quota/period/cpuset, memory limit, pids? (not in
  *    CRI) hugepages ignored; oom_score_adj.
  *  - mounts: default /proc, /dev (tmpfs), /dev/pts, /dev/shm (the pod's),
@@ -30,10 +37,16 @@
  *    mapped to where the runtime put its source (rt_spec_mount below);
  *    /etc/hosts, /etc/resolv.conf, /etc/hostname and /dev/termination-log as
  *    the request/kubelet asks.
- *  - namespaces: pid (pod-shared when the pod's namespace option is POD, host
- *    when NODE and host_mode), ipc, uts, mount; network joins pod_netns in
- *    host mode when the pod is not host-network; in a VM the network namespace
- *    is the VM's own (no entry).
+ *  - namespaces: mount, pid, ipc, uts, cgroup (not when privileged). Pod
+ *    sharing of the pid namespace is the CreateContainerRequest's
+ *    sandbox_pidns (set by the caller when the pid mode is POD), not the
+ *    spec. In host mode, NODE drops the entry (the host's namespace): pid,
+ *    ipc, and for host network uts and the hostname too; network joins
+ *    pod_netns when the pod is not host-network. In a VM, NODE means the VM
+ *    and changes nothing; the network namespace is the VM's own (no entry).
+ *    TARGET and user namespaces → -EOPNOTSUPP.
+ *  - devices: bind mounts of the host's nodes in host mode; in a VM
+ *    -EOPNOTSUPP (the host's devices are not in the guest).
  *  - annotations: io.kubernetes.cri.* (container type, sandbox id, names).
  *
  * Everything from the request is validated: unknown capability names,
