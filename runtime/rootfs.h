@@ -12,7 +12,24 @@
  * Mounts made after virtiofsd started must still reach it: the share is made
  * a mount point of its own with shared propagation (rt_share_prepare) before
  * virtiofsd starts, and virtiofsd's namespace sandbox receives later mounts
- * as a slave. (Checked by the tests.)
+ * as a slave. Checked by tests/unit/runtime/test-rootfs.c against the real
+ * /usr/lib/qemu/virtiofsd (sandbox=namespace, the default): overlays, volume
+ * binds and their unmounts made afterwards all show in its namespace, and a
+ * host mount made later inside an rslave volume's source reaches it too.
+ * How it works: the C virtiofsd builds its sandbox when the VMM connects to
+ * its socket (not when it starts): unshare(NEWNS) copies our mount table,
+ * `mount --make-rslave /`, bind of the share onto itself, pivot_root into
+ * it. So the share must be a mount point with shared propagation in a peer
+ * group of ITS OWN (made private, then shared: a plain bind of a path on a
+ * shared filesystem would join that filesystem's group and leak mounts into
+ * every namespace sharing it). Nothing is needed from virtiofsd's options.
+ *
+ * Paths: every target, upper_base and share path must be canonical (no
+ * symbolic link in any component; resolve the state directory once with
+ * realpath). Below the share the guest decides what is a link, so no
+ * function here follows one there: creating or mounting through a link
+ * fails (-ENOTDIR/-EEXIST), removing through one fails (-ELOOP), and the
+ * data behind it is left alone.
  *
  * Every function is idempotent where it says so, and leaves nothing behind
  * on failure (no mount, no directory it created). */
@@ -33,9 +50,14 @@ int rt_share_destroy(const char *dir, cc_error **ret_err);
 
 /* Container rootfs: overlayfs of lowers (top layer FIRST; each an unpacked
  * layer directory of the image store) with upper/work under upper_base
- * (created, 0700), mounted at target (created). Readonly: no upper, an
- * overlay of lowers only (or a read-only bind for a single layer).
- * Too many layers for one mount's option page → -E2BIG with a clear message. */
+ * (created, 0700; <upper_base>/upper and /work must not exist yet), mounted
+ * at target (created; already a mount point → -EBUSY). Readonly: no upper
+ * (upper_base unused, may be NULL), an overlay of lowers only (or a
+ * read-only bind for a single layer). Layer paths must not contain
+ * ':' ',' '\\' '=' or blanks (-EINVAL). Options longer than a page are
+ * retried with each directory named /proc/self/fd/N (~17 bytes a layer:
+ * about 230 layers fit); still too long, or more than 500 layers (overlayfs'
+ * stack limit) → -E2BIG with a clear message. */
 int rt_rootfs_mount(const char *const *lowers, size_t n_lowers, const char *upper_base,
                     const char *target, bool readonly, cc_error **ret_err);
 /* Unmounts target (detach) and removes target and upper_base. Idempotent. */
@@ -51,7 +73,12 @@ typedef enum rt_propagation {
  * naming it; must be absolute and free of ".."; symlinks resolved ON THE
  * HOST, as the kubelet does) at target (created as an empty dir or file to
  * match), recursively, then remounts read-only if asked, and sets the
- * propagation. Leaves nothing on failure. */
+ * propagation. Read-only is recursive, and both are set on a detached copy
+ * (open_tree + mount_setattr, Linux >= 5.12) before it is attached, so no
+ * one ever sees the volume writable or with the wrong propagation. As in
+ * containerd, HOST_TO_CONTAINER needs the source on a shared or slave mount
+ * and BIDIRECTIONAL on a shared one (-EINVAL naming the mount otherwise).
+ * Leaves nothing on failure. */
 int rt_volume_bind(const char *source, const char *target, bool readonly, rt_propagation prop,
                    cc_error **ret_err);
 /* Detaches target and removes the mount point. Idempotent. */
