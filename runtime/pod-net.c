@@ -221,6 +221,34 @@ static int add_route(pn_priv *p, size_t max, int family, const char *dest, const
         return 0;
 }
 
+/* The route the kernel adds by itself for an address ("10.1.2.0/24 dev eth0
+ * proto kernel scope link"): the guest's kernel adds it too when the agent
+ * sets the address, and sending it would only replace it with a
+ * universe-scope copy, through which no gateway is reachable. */
+static bool is_prefix_route(const cni_tap_route *rt, const rt_pod_nic *nic)
+{
+        if (rt->gw[0])
+                return false;
+        for (size_t k = 0; k < nic->iface.n_ips; k++) {
+                const rt_agent_ip *ip = &nic->ips[k];
+                unsigned char a[16];
+                if (ip->family != rt->family || inet_pton(ip->family, ip->addr, a) != 1)
+                        continue;
+                int bits = ip->prefixlen, len = ip->family == AF_INET ? 4 : 16;
+                for (int b = 0; b < len; b++) {
+                        int keep = bits >= 8 ? 8 : bits > 0 ? bits : 0;
+                        a[b] &= (unsigned char)(0xff << (8 - keep));
+                        bits -= keep;
+                }
+                char net[INET6_ADDRSTRLEN], cidr[INET6_ADDRSTRLEN + 4];
+                inet_ntop(ip->family, a, net, sizeof net);
+                snprintf(cidr, sizeof cidr, "%s/%d", net, ip->prefixlen);
+                if (strcmp(cidr, rt->dst) == 0)
+                        return true;
+        }
+        return false;
+}
+
 /* Fills NIC i from the veth's description (tap: NULL when not mirrored). */
 static int nic_fill(pn_priv *p, size_t i, const cni_tap_info *info, const char *tap, int tap_fd, size_t max_routes,
                     cc_error **ret_err)
@@ -241,6 +269,8 @@ static int nic_fill(pn_priv *p, size_t i, const cni_tap_info *info, const char *
         nic_link(p, i, k);
         for (size_t j = 0; j < info->n_routes; j++) {
                 const cni_tap_route *rt = &info->routes[j];
+                if (is_prefix_route(rt, nic))
+                        continue;
                 int r = add_route(p, max_routes, rt->family, rt->dst, rt->gw, info->veth);
                 if (r < 0)
                         return cc_error_set(ret_err, r, "pod network: routes of %s: %s", info->veth,

@@ -8,6 +8,8 @@
  *   setup    CNI... --id ID [--vm] [--port HOST:CONTAINER[/PROTO]]... [--save FILE]
  *   teardown CNI... --id ID [--load FILE]   (no --load: from the id alone)
  *   load     --load FILE                     (re-opens the taps, prints the record)
+ *   guest    --load FILE --agent SOCKET      configures the "guest" through an
+ *            agent listening on SOCKET (rt_pod_net_configure_guest)
  *   cycle    CNI... --id ID [--vm] [--save FILE] [--teardown-twice]
  *            setup, save, free, load, teardown (twice) in one process
  *   bench    CNI... [--vm] [-n N]            N x (setup + teardown), times setup
@@ -34,7 +36,7 @@
 #define MAX_LIST 16
 
 static struct {
-        const char *conf_dir, *cache_dir, *netns_dir, *id, *save, *load;
+        const char *conf_dir, *cache_dir, *netns_dir, *id, *save, *load, *agent;
         char *bin_dirs[MAX_LIST + 1];
         int n_bin_dirs;
         rt_port_mapping ports[MAX_LIST];
@@ -230,12 +232,13 @@ static int cmd_many(bool concurrent)
 
 int main(int argc, char **argv)
 {
-        enum { O_CONF = 256, O_BIN, O_CACHE, O_NETNS_DIR, O_ID, O_TIMEOUT, O_PORT, O_VM, O_SAVE, O_LOAD, O_TWICE };
+        enum { O_CONF = 256, O_BIN, O_CACHE, O_NETNS_DIR, O_ID, O_TIMEOUT, O_PORT, O_VM, O_SAVE, O_LOAD, O_TWICE, O_AGENT };
         static const struct option lo[] = {
                 { "conf-dir", 1, NULL, O_CONF }, { "bin-dir", 1, NULL, O_BIN }, { "cache-dir", 1, NULL, O_CACHE },
                 { "netns-dir", 1, NULL, O_NETNS_DIR }, { "id", 1, NULL, O_ID }, { "timeout", 1, NULL, O_TIMEOUT },
                 { "port", 1, NULL, O_PORT }, { "vm", 0, NULL, O_VM }, { "save", 1, NULL, O_SAVE },
-                { "load", 1, NULL, O_LOAD }, { "teardown-twice", 0, NULL, O_TWICE }, { NULL, 0, NULL, 0 },
+                { "load", 1, NULL, O_LOAD }, { "teardown-twice", 0, NULL, O_TWICE }, { "agent", 1, NULL, O_AGENT },
+                { NULL, 0, NULL, 0 },
         };
         if (argc < 2) {
                 fprintf(stderr, "usage: cocoon-podnet COMMAND [OPTIONS] (see the source)\n");
@@ -262,6 +265,7 @@ int main(int argc, char **argv)
                 case O_SAVE: opt.save = optarg; break;
                 case O_LOAD: opt.load = optarg; break;
                 case O_TWICE: opt.twice = true; break;
+                case O_AGENT: opt.agent = optarg; break;
                 case 'n': opt.n = atoi(optarg); break;
                 case O_PORT: {
                         if (opt.n_ports >= MAX_LIST)
@@ -289,6 +293,21 @@ int main(int argc, char **argv)
                 if (load_saved(&pn, &err) < 0)
                         return fail(err);
                 return print_json(describe(pn));
+        }
+        if (!strcmp(cmd, "guest")) {
+                _cleanup_(pn_freep) rt_pod_net *pn = NULL;
+                if (!opt.load || !opt.agent || strlen(opt.agent) >= sizeof(((vmm_endpoint *)0)->path))
+                        return fail((cc_error_set(&err, -EINVAL, "--load and --agent (a socket path) are required"), err));
+                if (load_saved(&pn, &err) < 0)
+                        return fail(err);
+                vmm_endpoint ep = { .kind = VMM_EP_UNIX };
+                strcpy(ep.path, opt.agent);
+                _cleanup_rt_agent_ rt_agent *a = NULL;
+                if (rt_agent_dial(&ep, 10000, -1, &a, &err) < 0)
+                        return fail(err);
+                if (rt_pod_net_configure_guest(pn, a, &err) < 0)
+                        return fail(err);
+                return print_json(json_object_new_object());
         }
         if (!strcmp(cmd, "bench") || !strcmp(cmd, "concurrent"))
                 return cmd_many(!strcmp(cmd, "concurrent"));
