@@ -316,6 +316,10 @@ static const key_desc keys[] = {
             "handler used when the CRI request names none; empty = VM mode"),
         BOOL("runtime.allow_host_mode", runtime.allow_host_mode, true,
              "allow handlers with mode = \"host\" (containers without a VM)"),
+        STR("runtime.host_agent", runtime.host_agent, COCOON_LIBEXECDIR "/cocoon-agent", check_abs_path,
+            "cocoon-agent binary started on the host for each host-mode pod"),
+        STR("runtime.seccomp_dir", runtime.seccomp_dir, COCOON_SHAREDIR "/seccomp", check_abs_path,
+            "directory holding default.json, the RuntimeDefault seccomp profile"),
 
         STR("vm.qemu", vm.qemu, "/usr/bin/qemu-system-x86_64", check_abs_path, "QEMU binary"),
         STR("vm.virtiofsd", vm.virtiofsd, "/usr/lib/qemu/virtiofsd", check_abs_path, "virtiofsd binary"),

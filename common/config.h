@@ -85,6 +85,8 @@ typedef struct cc_config {
         struct {
                 char *default_handler; /* "" = the unnamed VM-mode default */
                 bool allow_host_mode;
+                char *host_agent;   /* cocoon-agent binary for host-mode pods */
+                char *seccomp_dir;  /* holds default.json (RuntimeDefault) */
                 cc_config_handler *handlers;
                 size_t n_handlers;
         } runtime;

@@ -11,7 +11,10 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "cri-server/streaming-glue.h"
 #include "image/unpack.h"
+#include "runtime/pod-net.h"
+#include "runtime/pod.h"
 
 static char *runtime_config_path(const cocoon_daemon *d)
 {
@@ -55,6 +58,16 @@ int cocoon_daemon_init(cocoon_daemon *d, cc_config *cfg, cc_error **ret_err)
         } else if (err && err->code != -ENOENT) {
                 log_warn("runtime config: %s (ignored)", err->msg);
         }
+
+        /* Pod networks, then the pods and containers (reloaded and
+         * re-attached; the runtime sets the image in-use hook), then the
+         * streaming server that serves their exec/attach/port-forward. */
+        if (rt_net_new(cfg, &d->net, ret_err) < 0)
+                return cc_error_prefix(ret_err, "pod network");
+        if (rt_runtime_open(cfg, d->images, d->net, &d->rt, ret_err) < 0)
+                return cc_error_prefix(ret_err, "runtime");
+        if (cocoon_streaming_init(d, ret_err) < 0)
+                return cc_error_prefix(ret_err, "streaming server");
         return 0;
 }
 
@@ -84,6 +97,12 @@ int cocoon_daemon_set_pod_cidr(cocoon_daemon *d, const char *cidr, cc_error **re
 
 void cocoon_daemon_fini(cocoon_daemon *d)
 {
+        /* Pods keep running (VMs, host agents): a restarted cocoond re-attaches. */
+        cocoon_streaming_fini(d);
+        rt_runtime_free(d->rt);
+        d->rt = NULL;
+        rt_net_free(d->net);
+        d->net = NULL;
         image_token_cache_free(d->tokens);
         d->tokens = NULL;
         image_db_free(d->images);

@@ -1,36 +1,559 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Pods (temporary stubs until the implementation lands). */
+/* RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and
+ * ListPodSandbox (see runtime/pod.h). The machine itself (VMM, virtiofsd,
+ * agent dial) is runtime/pod-vm.c. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "runtime/pod.h"
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/undo.h"
+#include "runtime/internal.h"
+#include "runtime/pod-etc.h"
+#include "runtime/rootfs.h"
 
-void rt_pod_info_free(rt_pod_info *p) { (void)p; }
-void rt_pod_info_list_free(rt_pod_info **list, size_t n) { (void)list; (void)n; }
+/* ---- validation and mode ----------------------------------------------------------- */
 
-int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config,
-               const char *runtime_handler, char **ret_id, cc_error **ret_err)
+static const Runtime__V1__NamespaceOption *ns_options(const Runtime__V1__PodSandboxConfig *c)
 {
-        (void)rt; (void)config; (void)runtime_handler; (void)ret_id;
-        return cc_error_set(ret_err, -ENOSYS, "RunPodSandbox: not implemented yet");
+        return c->linux && c->linux->security_context ? c->linux->security_context->namespace_options : NULL;
 }
+
+static int check_metadata(const Runtime__V1__PodSandboxConfig *c, cc_error **ret_err)
+{
+        const Runtime__V1__PodSandboxMetadata *m = c ? c->metadata : NULL;
+        if (!m)
+                return cc_error_set(ret_err, -EINVAL, "pod sandbox config without metadata");
+        if (!m->name || !*m->name)
+                return cc_error_set(ret_err, -EINVAL, "pod sandbox metadata: name is required");
+        if (!m->uid || !*m->uid)
+                return cc_error_set(ret_err, -EINVAL, "pod sandbox metadata: uid is required");
+        if (!m->namespace_ || !*m->namespace_)
+                return cc_error_set(ret_err, -EINVAL, "pod sandbox metadata: namespace is required");
+        if (strlen(m->name) > 253 || strlen(m->uid) > 253 || strlen(m->namespace_) > 253)
+                return cc_error_set(ret_err, -EINVAL, "pod sandbox metadata: a field is longer than 253 bytes");
+        if (c->log_directory && *c->log_directory &&
+            (c->log_directory[0] != '/' || strstr(c->log_directory, "/../") ||
+             strlen(c->log_directory) > 4096))
+                return cc_error_set(ret_err, -EINVAL, "log_directory '%.80s' must be an absolute path",
+                                    c->log_directory);
+        return 0;
+}
+
+static int pick_mode(rt_runtime *rt, rt_pod *p, const char *handler, cc_error **ret_err)
+{
+        const cc_config *cfg = rt->cfg;
+        const char *h = handler && *handler ? handler : cfg->runtime.default_handler;
+        rt_pod_mode mode = RT_POD_VM;
+        const char *reason = NULL;
+        if (h && *h) {
+                const cc_config_handler *ch = cc_config_find_handler(cfg, h);
+                if (!ch)
+                        return cc_error_set(ret_err, -ENOENT, "runtime handler '%s' is not configured", h);
+                if (ch->mode == CC_CONFIG_MODE_HOST) {
+                        mode = RT_POD_HOST;
+                        reason = "its runtime handler runs pods on the host";
+                }
+        }
+        const Runtime__V1__NamespaceOption *ns = ns_options(p->config);
+        if (ns) {
+                p->host_network = ns->network == RUNTIME__V1__NAMESPACE_MODE__NODE;
+                p->host_pid = ns->pid == RUNTIME__V1__NAMESPACE_MODE__NODE;
+                p->host_ipc = ns->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE;
+        }
+        if (mode == RT_POD_VM && (p->host_network || p->host_pid || p->host_ipc)) {
+                mode = RT_POD_HOST;
+                reason = p->host_network ? "it uses the host's network namespace"
+                         : p->host_pid   ? "it uses the host's PID namespace"
+                                         : "it uses the host's IPC namespace";
+        }
+        if (mode == RT_POD_HOST && !cfg->runtime.allow_host_mode)
+                return cc_error_set(ret_err, -EINVAL,
+                                    "pod needs host mode (%s), which is disabled (runtime.allow_host_mode = false)",
+                                    reason);
+        if (mode == RT_POD_HOST && !rt->host_ops)
+                return cc_error_set(ret_err, -EOPNOTSUPP, "pod needs host mode (%s), which this build lacks", reason);
+        p->mode = mode;
+        return 0;
+}
+
+static bool same_metadata(const Runtime__V1__PodSandboxMetadata *a, const Runtime__V1__PodSandboxMetadata *b)
+{
+        return strcmp(a->name, b->name) == 0 && strcmp(a->namespace_, b->namespace_) == 0 &&
+               strcmp(a->uid, b->uid) == 0 && a->attempt == b->attempt;
+}
+
+/* ---- undo steps ----------------------------------------------------------------------- */
+
+typedef struct pod_undo {
+        rt_runtime *rt;
+        rt_pod *pod;
+} pod_undo;
+
+static void undo_table(void *arg)
+{
+        pod_undo *u = arg;
+        pthread_mutex_lock(&u->rt->lock);
+        rt_table_del_pod(u->rt, u->pod);
+        pthread_mutex_unlock(&u->rt->lock);
+}
+
+static void undo_dirs(void *arg)
+{
+        pod_undo *u = arg;
+        if (u->pod->share_dir)
+                (void)rt_share_destroy(u->pod->share_dir, NULL);
+        (void)cc_rm_rf(u->pod->run_dir, NULL);
+        (void)cc_rm_rf(u->pod->rec_dir, NULL);
+}
+
+static void undo_net(void *arg)
+{
+        pod_undo *u = arg;
+        _cleanup_error_ cc_error *err = NULL;
+        if (rt_pod_net_teardown(u->rt->net, u->pod->id, u->pod->net, &err) < 0)
+                log_debug("pod=%.12s undo network: %s", u->pod->id, err->msg);
+        rt_pod_net_free(u->pod->net);
+        u->pod->net = NULL;
+        cc_json_putp(&u->pod->net_j);
+}
+
+/* ---- RunPodSandbox ----------------------------------------------------------------- */
+
+static int setup_net(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
+{
+        const Runtime__V1__PodSandboxConfig *c = p->config;
+        const Runtime__V1__DNSConfig *dns = c->dns_config;
+        _cleanup_free_ rt_port_mapping *ports = calloc(c->n_port_mappings + 1, sizeof(*ports));
+        if (!ports)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < c->n_port_mappings; i++) {
+                const Runtime__V1__PortMapping *pm = c->port_mappings[i];
+                ports[i].protocol = pm->protocol == RUNTIME__V1__PROTOCOL__UDP    ? IPPROTO_UDP
+                                    : pm->protocol == RUNTIME__V1__PROTOCOL__SCTP ? IPPROTO_SCTP
+                                                                                  : IPPROTO_TCP;
+                ports[i].container_port = pm->container_port;
+                ports[i].host_port = pm->host_port;
+                ports[i].host_ip = pm->host_ip;
+        }
+        /* NULL-terminated copies of the DNS arrays */
+        _cleanup_free_ const char **servers = calloc((dns ? dns->n_servers : 0) + 1, sizeof(char *));
+        _cleanup_free_ const char **searches = calloc((dns ? dns->n_searches : 0) + 1, sizeof(char *));
+        _cleanup_free_ const char **options = calloc((dns ? dns->n_options : 0) + 1, sizeof(char *));
+        if (!servers || !searches || !options)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        for (size_t i = 0; dns && i < dns->n_servers; i++)
+                servers[i] = dns->servers[i];
+        for (size_t i = 0; dns && i < dns->n_searches; i++)
+                searches[i] = dns->searches[i];
+        for (size_t i = 0; dns && i < dns->n_options; i++)
+                options[i] = dns->options[i];
+        rt_pod_net_req req = {
+                .sandbox_id = p->id,
+                .pod_name = c->metadata->name,
+                .pod_namespace = c->metadata->namespace_,
+                .pod_uid = c->metadata->uid,
+                .ports = ports,
+                .n_ports = c->n_port_mappings,
+                .dns_servers = servers,
+                .dns_searches = searches,
+                .dns_options = options,
+                .cgroup_parent = c->linux ? c->linux->cgroup_parent : NULL,
+                .vm = p->mode == RT_POD_VM,
+        };
+        _cleanup_error_ cc_error *nerr = NULL;
+        if (rt_net_ready(rt->net, &nerr) < 0)
+                log_info("pod=%.12s no usable CNI configuration (%s): the pod gets loopback only", p->id,
+                         nerr->msg);
+        if (rt_pod_net_setup(rt->net, &req, &p->net, ret_err) < 0)
+                return cc_error_prefix(ret_err, "network");
+        if (rt_pod_net_save(p->net, &p->net_j, ret_err) < 0)
+                return cc_error_prefix(ret_err, "network");
+        return 0;
+}
+
+static int create_sandbox(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
+{
+        char hostname[RT_POD_HOSTNAME_MAX + 1];
+        if (rt_pod_etc_hostname(p->config, hostname, ret_err) < 0)
+                return -EINVAL;
+        const Runtime__V1__DNSConfig *dns = p->config->dns_config;
+        size_t nd = dns ? dns->n_servers + 2 : 0;
+        _cleanup_strv_free_ char **lines = calloc(nd + 1, sizeof(char *));
+        if (!lines)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        size_t n = 0;
+        for (size_t i = 0; dns && i < dns->n_servers; i++)
+                if (asprintf(&lines[n++], "nameserver %s", dns->servers[i]) < 0)
+                        return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        /* "search a b", "options x y" */
+        for (int k = 0; dns && k < 2; k++) {
+                size_t cnt = k ? dns->n_options : dns->n_searches;
+                char **v = k ? dns->options : dns->searches;
+                if (!cnt)
+                        continue;
+                size_t len = 16;
+                for (size_t i = 0; i < cnt; i++)
+                        len += strlen(v[i]) + 1;
+                char *s = malloc(len);
+                if (!s)
+                        return cc_error_set(ret_err, -ENOMEM, "out of memory");
+                strcpy(s, k ? "options" : "search");
+                for (size_t i = 0; i < cnt; i++) {
+                        strcat(s, " ");
+                        strcat(s, v[i]);
+                }
+                lines[n++] = s;
+        }
+        rt_agent_storage share = {
+                .driver = "virtio-fs",
+                .source = RT_SHARE_TAG,
+                .fstype = "virtiofs",
+                .mount_point = RT_GUEST_SHARE,
+        };
+        const Runtime__V1__NamespaceOption *ns = ns_options(p->config);
+        rt_agent_sandbox sb = {
+                .sandbox_id = p->id,
+                .hostname = hostname,
+                .dns = (const char *const *)lines,
+                .storages = p->mode == RT_POD_VM ? &share : NULL,
+                .n_storages = p->mode == RT_POD_VM ? 1 : 0,
+                .sandbox_pidns = ns && ns->pid == RUNTIME__V1__NAMESPACE_MODE__POD,
+        };
+        if (rt_agent_create_sandbox(p->agent, &sb, 0, ret_err) < 0)
+                return cc_error_prefix(ret_err, "CreateSandbox");
+        return 0;
+}
+
+int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, const char *runtime_handler,
+               char **ret_id, cc_error **ret_err)
+{
+        if (check_metadata(config, ret_err) < 0)
+                return -EINVAL;
+        if (rt_pod_etc_check_dns(config->dns_config, ret_err) < 0)
+                return -EINVAL;
+        char hostname[RT_POD_HOSTNAME_MAX + 1];
+        if (rt_pod_etc_hostname(config, hostname, ret_err) < 0)
+                return -EINVAL;
+        rt_pod *p = rt_pod_new();
+        if (!p)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
+        pod_undo pu = { rt, p };
+        int r;
+        p->config = rt_proto_copy(&config->base);
+        p->handler = rt_strdup0(runtime_handler);
+        p->created_at_ns = rt_now_ns();
+        p->creating = true;
+        if (!p->config || !p->handler) {
+                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
+                goto fail;
+        }
+        if ((r = pick_mode(rt, p, runtime_handler, ret_err)) < 0 || (r = cc_id_new(p->id, ret_err)) < 0)
+                goto fail;
+        if ((r = rt_pod_set_paths(rt, p)) < 0) {
+                cc_error_set(ret_err, r, "out of memory");
+                goto fail;
+        }
+        /* duplicate metadata (including pods being created right now) */
+        pthread_mutex_lock(&rt->lock);
+        for (size_t i = 0; i < rt->n_pods; i++)
+                if (same_metadata(rt->pods[i]->config->metadata, config->metadata)) {
+                        r = cc_error_set(ret_err, -EEXIST,
+                                         "pod sandbox with name '%s' (namespace '%s', uid '%s', attempt %u) "
+                                         "already exists: %s",
+                                         config->metadata->name, config->metadata->namespace_,
+                                         config->metadata->uid, config->metadata->attempt, rt->pods[i]->id);
+                        break;
+                }
+        if (r == 0 && rt_table_add_pod(rt, p) < 0)
+                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
+        pthread_mutex_unlock(&rt->lock);
+        if (r < 0)
+                goto fail;
+        cc_undo_push(&undo, undo_table, &pu, NULL);
+        log_debug("pod=%.12s mode=%s", p->id, p->mode == RT_POD_VM ? "vm" : "host");
+
+        /* directories */
+        if ((r = cc_mkdir_p(p->run_dir, 0711, ret_err)) < 0 || (r = cc_mkdir_p(p->rec_dir, 0700, ret_err)) < 0)
+                goto fail;
+        cc_undo_push(&undo, undo_dirs, &pu, NULL);
+        if (p->share_dir && (r = rt_share_prepare(p->share_dir, ret_err)) < 0)
+                goto fail;
+
+        /* network */
+        if (!p->host_network && rt->net) {
+                cc_undo_push(&undo, undo_net, &pu, NULL);
+                if ((r = setup_net(rt, p, ret_err)) < 0)
+                        goto fail;
+        }
+
+        /* /etc files */
+        if ((r = cc_mkdir_p(p->etc_dir, 0755, ret_err)) < 0 ||
+            (r = rt_pod_etc_write(p->etc_dir, p->config, p->net ? p->net->ip : NULL, p->host_network, ret_err)) <
+                    0)
+                goto fail;
+
+        /* the machine and its agent */
+        if ((r = rt_pod_vm_boot(rt, p, &undo, ret_err)) < 0)
+                goto fail;
+        if ((r = create_sandbox(rt, p, ret_err)) < 0)
+                goto fail;
+        if (p->net && p->mode == RT_POD_VM && (r = rt_pod_net_configure_guest(p->net, p->agent, ret_err)) < 0) {
+                cc_error_prefix(ret_err, "guest network");
+                goto fail;
+        }
+
+        pthread_mutex_lock(&rt->lock);
+        p->state = RT_POD_READY;
+        pthread_mutex_unlock(&rt->lock);
+        if ((r = rt_state_save_pod(rt, p, ret_err)) < 0)
+                goto fail;
+        char *id = strdup(p->id);
+        if (!id) {
+                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
+                goto fail;
+        }
+        cc_undo_disarm(&undo);
+        pthread_mutex_lock(&rt->lock);
+        p->creating = false;
+        pthread_mutex_unlock(&rt->lock);
+        rt_watch_pod(rt, p);
+        rt_pod_start_oom_watch(rt, p);
+        rt_pod_unref(rt, p);
+        *ret_id = id;
+        return 0;
+fail:
+        cc_undo_run(&undo);
+        rt_pod_unref(rt, p);
+        return r < 0 ? r : -EIO;
+}
+
+/* ---- StopPodSandbox ------------------------------------------------------------------ */
+
+static int pod_stop_locked(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
+{
+        rt_ctr **l = NULL;
+        size_t n = 0;
+        int r = 0;
+        if (rt_pod_ctrs(rt, p, &l, &n) < 0)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_error_ cc_error *err = NULL;
+                if (rt_ctr_stop(rt, l[i], 0, &err) < 0)
+                        log_debug("pod=%.12s stopping container %.12s: %s", p->id, l[i]->id, err->msg);
+        }
+        /* the pumps read through the agent that goes now */
+        for (size_t i = 0; i < n; i++) {
+                pthread_mutex_lock(&l[i]->op_lock);
+                rt_ctr_io *io = TAKE_PTR(l[i]->io);
+                pthread_mutex_unlock(&l[i]->op_lock);
+                rt_ctr_io_free(io);
+        }
+        rt_pod_vm_shutdown(rt, p);
+        if (p->net || p->net_j) {
+                _cleanup_error_ cc_error *err = NULL;
+                if (rt_pod_net_teardown(rt->net, p->id, p->net, &err) < 0) {
+                        r = cc_error_prefix(&err, "network teardown");
+                        cc_error_propagate(ret_err, TAKE_PTR(err));
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                rt_ctr_unmount(l[i]);
+        pthread_mutex_lock(&rt->lock);
+        p->state = RT_POD_NOTREADY;
+        p->dead = true;
+        pthread_mutex_unlock(&rt->lock);
+        /* containers that had no exit recorded (the agent was unreachable) */
+        rt_pod_mark_dead(rt, p, "pod stopped");
+        rt_ctr_list_unref(rt, l, n);
+        return r;
+}
+
 int rt_pod_stop(rt_runtime *rt, const char *id, cc_error **ret_err)
 {
-        (void)rt; (void)id;
-        return cc_error_set(ret_err, -ENOSYS, "StopPodSandbox: not implemented yet");
+        rt_pod *p = NULL;
+        if (rt_find_pod(rt, id, &p, ret_err) < 0)
+                return -ENOENT;
+        pthread_mutex_lock(&p->op_lock);
+        int r = pod_stop_locked(rt, p, ret_err);
+        pthread_mutex_unlock(&p->op_lock);
+        rt_pod_unref(rt, p);
+        return r;
 }
+
+/* ---- RemovePodSandbox --------------------------------------------------------------- */
+
 int rt_pod_remove(rt_runtime *rt, const char *id, cc_error **ret_err)
 {
-        (void)rt; (void)id;
-        return cc_error_set(ret_err, -ENOSYS, "RemovePodSandbox: not implemented yet");
+        rt_pod *p = NULL;
+        _cleanup_error_ cc_error *err = NULL;
+        if (rt_find_pod(rt, id, &p, &err) < 0) {
+                if (err->code == -ENOENT)
+                        return 0; /* idempotent */
+                return cc_error_propagate(ret_err, TAKE_PTR(err));
+        }
+        pthread_mutex_lock(&p->op_lock);
+        int r = 0;
+        if (p->vmm || p->vfsd || p->agent || p->state == RT_POD_READY)
+                r = pod_stop_locked(rt, p, ret_err);
+        else if (p->net || p->net_j)
+                (void)rt_pod_net_teardown(rt->net, p->id, p->net, NULL);
+        if (r == 0) {
+                rt_ctr **l = NULL;
+                size_t n = 0;
+                if (rt_pod_ctrs(rt, p, &l, &n) == 0) {
+                        for (size_t i = 0; i < n && r == 0; i++)
+                                r = rt_ctr_remove(rt, l[i], ret_err);
+                        rt_ctr_list_unref(rt, l, n);
+                }
+        }
+        if (r == 0 && p->share_dir && (r = rt_share_destroy(p->share_dir, ret_err)) < 0)
+                cc_error_prefix(ret_err, "pod %.12s: its share", p->id);
+        if (r == 0) {
+                pthread_mutex_lock(&p->save_lock);
+                pthread_mutex_lock(&rt->lock);
+                rt_table_del_pod(rt, p);
+                pthread_mutex_unlock(&rt->lock);
+                pthread_mutex_unlock(&p->save_lock);
+                if ((r = cc_rm_rf(p->run_dir, ret_err)) == 0)
+                        r = cc_rm_rf(p->rec_dir, ret_err);
+                if (r < 0)
+                        cc_error_prefix(ret_err, "pod %.12s: removing its directories", p->id);
+        }
+        pthread_mutex_unlock(&p->op_lock);
+        rt_pod_unref(rt, p);
+        return r;
 }
+
+/* ---- status / list ------------------------------------------------------------------ */
+
+void rt_pod_info_free(rt_pod_info *p)
+{
+        if (!p)
+                return;
+        if (p->config)
+                protobuf_c_message_free_unpacked(&p->config->base, NULL);
+        free(p->id);
+        free(p->runtime_handler);
+        free(p->ip);
+        cc_strv_free(p->extra_ips);
+        free(p->netns_path);
+        free(p->agent_endpoint);
+        free(p->accel);
+        free(p->run_dir);
+        free(p);
+}
+
+void rt_pod_info_list_free(rt_pod_info **list, size_t n)
+{
+        for (size_t i = 0; list && i < n; i++)
+                rt_pod_info_free(list[i]);
+        free(list);
+}
+
+static int vmm_pid_of(rt_pod *p)
+{
+        const vmm_ops *ops = p->vmm ? vmm_get_ops(p->vmm) : NULL;
+        return ops && ops->pid ? ops->pid(p->vmm) : 0;
+}
+
+/* Under rt->lock. */
+static rt_pod_info *pod_info(rt_runtime *rt, rt_pod *p)
+{
+        rt_pod_info *i = calloc(1, sizeof(*i));
+        if (!i)
+                return NULL;
+        i->id = strdup(p->id);
+        i->config = rt_proto_copy(&p->config->base);
+        i->runtime_handler = rt_strdup0(p->handler);
+        i->state = p->state;
+        i->mode = p->mode;
+        i->created_at_ns = p->created_at_ns;
+        i->ip = rt_strdup0(p->net ? p->net->ip : "");
+        size_t ne = 0;
+        for (char **e = p->net ? p->net->extra_ips : NULL; e && *e; e++)
+                ne++;
+        i->extra_ips = calloc(ne + 1, sizeof(char *));
+        bool ok = i->id && i->config && i->runtime_handler && i->ip && i->extra_ips;
+        for (size_t k = 0; ok && k < ne; k++)
+                ok = (i->extra_ips[k] = strdup(p->net->extra_ips[k])) != NULL;
+        i->netns_path = rt_strdup0(p->net ? p->net->netns_path : "");
+        i->host_network = p->host_network;
+        i->host_pid = p->host_pid;
+        i->host_ipc = p->host_ipc;
+        i->vmm_pid = p->mode == RT_POD_VM ? vmm_pid_of(p) : 0;
+        i->agent_pid = p->mode == RT_POD_HOST ? vmm_pid_of(p) : 0;
+        i->virtiofsd_pid = p->vfsd ? virtiofsd_pid(p->vfsd) : 0;
+        char ep[160] = "";
+        if (p->ep.kind == VMM_EP_VSOCK)
+                snprintf(ep, sizeof(ep), "vsock:%u:%u", p->ep.cid, p->ep.port);
+        else if (p->ep.path[0])
+                snprintf(ep, sizeof(ep), "unix:%s", p->ep.path);
+        i->agent_endpoint = strdup(ep);
+        i->vcpus = p->mode == RT_POD_VM ? p->vcpus : 0;
+        i->memory_mib = p->mode == RT_POD_VM ? p->memory_mib : 0;
+        const char *accel = "";
+        if (p->mode == RT_POD_VM)
+                accel = rt->cfg->vm.accel == CC_CONFIG_ACCEL_KVM   ? "kvm"
+                        : rt->cfg->vm.accel == CC_CONFIG_ACCEL_TCG ? "tcg"
+                        : vmm_kvm_usable()                         ? "kvm"
+                                                                   : "tcg";
+        i->accel = strdup(accel);
+        i->run_dir = rt_strdup0(p->run_dir);
+        if (!ok || !i->netns_path || !i->agent_endpoint || !i->accel || !i->run_dir) {
+                rt_pod_info_free(i);
+                return NULL;
+        }
+        return i;
+}
+
 int rt_pod_status(rt_runtime *rt, const char *id, rt_pod_info **ret, cc_error **ret_err)
 {
-        (void)rt; (void)id; (void)ret;
-        return cc_error_set(ret_err, -ENOSYS, "PodSandboxStatus: not implemented yet");
+        rt_pod *p = NULL;
+        if (rt_find_pod(rt, id, &p, ret_err) < 0)
+                return -ENOENT;
+        pthread_mutex_lock(&rt->lock);
+        rt_pod_info *i = pod_info(rt, p);
+        pthread_mutex_unlock(&rt->lock);
+        rt_pod_unref(rt, p);
+        if (!i)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        *ret = i;
+        return 0;
 }
+
+static int by_created(const void *a, const void *b)
+{
+        const rt_pod_info *x = *(rt_pod_info *const *)a, *y = *(rt_pod_info *const *)b;
+        return x->created_at_ns < y->created_at_ns ? -1 : x->created_at_ns > y->created_at_ns;
+}
+
 int rt_pod_list(rt_runtime *rt, rt_pod_info ***ret, size_t *ret_n, cc_error **ret_err)
 {
-        (void)rt; (void)ret; (void)ret_n;
-        return cc_error_set(ret_err, -ENOSYS, "ListPodSandbox: not implemented yet");
+        pthread_mutex_lock(&rt->lock);
+        rt_pod_info **l = calloc(rt->n_pods + 1, sizeof(*l));
+        size_t n = 0;
+        bool ok = l != NULL;
+        for (size_t i = 0; ok && i < rt->n_pods; i++) {
+                if (rt->pods[i]->creating)
+                        continue;
+                ok = (l[n] = pod_info(rt, rt->pods[i])) != NULL;
+                if (ok)
+                        n++;
+        }
+        pthread_mutex_unlock(&rt->lock);
+        if (!ok) {
+                rt_pod_info_list_free(l, n);
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        }
+        qsort(l, n, sizeof(*l), by_created);
+        *ret = l;
+        *ret_n = n;
+        return 0;
 }
