@@ -12,6 +12,7 @@
 #include "common/cleanup.h"
 #include "common/json.h"
 #include "cri-server/dispatch.h"
+#include "runtime/pod-net.h"
 
 typedef struct check {
         const char *name;
@@ -86,10 +87,16 @@ int cri_rpc_status(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **
                          "%svm.accel is \"kvm\" but /dev/kvm cannot be opened", n ? "; " : "");
         }
 
-        /* NetworkReady: pod networking (CNI) is not built into cocoon yet, so
-         * the network can never be ready; say so rather than pretend. */
+        /* NetworkReady: a valid CNI configuration whose plugins are all
+         * installed. Without the network module (d->net NULL) it cannot be. */
         bool network_ok = false;
-        const char *network_msg = "cocoon: CNI pod networking is not implemented yet";
+        char network_msg[1024] = "cocoon: CNI pod networking is not implemented yet";
+        if (ctx->daemon->net) {
+                _cleanup_error_ cc_error *net_err = NULL;
+                network_ok = rt_net_ready(ctx->daemon->net, &net_err) == 0;
+                if (!network_ok)
+                        snprintf(network_msg, sizeof(network_msg), "%s", net_err ? net_err->msg : "CNI not ready");
+        }
 
         Runtime__V1__StatusResponse *resp = CRI_NEW(ctx, runtime__v1__status_response);
         resp->status = CRI_NEW(ctx, runtime__v1__runtime_status);
