@@ -11,6 +11,7 @@ mounts, directories, netns).
     env.rt.StartContainer(...)
     env.wait_ctr(cid, pb.CONTAINER_EXITED)
 """
+import json
 import os
 import pathlib
 import re
@@ -30,6 +31,9 @@ from test_agent_guest import guest_images, missing_prerequisites
 
 IMAGE = "example.com/test/busybox:1.0"
 RPC_TIMEOUT = 120
+# TCG unless told otherwise: this machine's /dev/kvm opens but QEMU's KVM
+# asserts on it (kvm_buf_set_msrs), so "auto" is not safe here.
+ACCEL = os.environ.get("COCOON_TEST_ACCEL", "tcg")
 
 POD, CONTAINER, NODE = pb.POD, pb.CONTAINER, pb.NODE
 
@@ -171,19 +175,30 @@ class PodEnv:
         self.logs = self.tmp / "logs"
         self.logs.mkdir(exist_ok=True)
         self.state_dir = self.tmp / "state"
+        conf = self.tmp / "cni-conf" / "10-cocoon-test.conflist"
+        self.network = json.loads(conf.read_text()) if conf.exists() else None
         self.connect()
 
     @staticmethod
-    def config(tmp, vm_extra="", runtime_extra="", kernel=None, initrd=None):
+    def config(tmp, vm_extra="", runtime_extra="", kernel=None, initrd=None, agent_timeout=120):
         tmp = pathlib.Path(tmp)
         vmlinux, initrd_img = guest_images(BUILDDIR)
         for d in ("cni-conf", "netns", "cni-cache"):
             (tmp / d).mkdir(exist_ok=True)
+        # Pods need a CNI network: Debian's bridge + host-local, a bridge and
+        # a 10.225.X.0/24 subnet of this daemon's own, never routed off the
+        # machine (ipMasq off). close() removes the bridge.
+        x = int.from_bytes(os.urandom(1), "big")
+        net = {"cniVersion": "0.4.0", "name": "cocoon-test", "plugins": [{
+            "type": "bridge", "bridge": "ccpd%02x%02x" % (x, os.urandom(1)[0]), "isGateway": True,
+            "ipMasq": False, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.225.%d.0/24" % x}]],
+                                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(tmp / "ipam")}}]}
+        (tmp / "cni-conf" / "10-cocoon-test.conflist").write_text(json.dumps(net))
         return ('[runtime]\nhost_agent = "%s"\n%s'
-                '[vm]\nkernel = "%s"\ninitrd = "%s"\n%s'
+                '[vm]\nkernel = "%s"\ninitrd = "%s"\naccel = "%s"\nagent_timeout = %d\n%s'
                 '[cni]\nconf_dir = "%s"\nnetns_dir = "%s"\ncache_dir = "%s"\n'
                 % (BUILDDIR / "agent" / "cocoon-agent", runtime_extra, kernel or vmlinux, initrd or initrd_img,
-                   vm_extra, tmp / "cni-conf", tmp / "netns", tmp / "cni-cache"))
+                   ACCEL, agent_timeout, vm_extra, tmp / "cni-conf", tmp / "netns", tmp / "cni-cache"))
 
     @classmethod
     def start_env(cls, factory=None, subdir=None, import_image=True, **config_kw):
@@ -283,7 +298,6 @@ class PodEnv:
                                         timeout=RPC_TIMEOUT)
 
     def pod_info(self, pod_id):
-        import json
         return json.loads(self.pod_status(pod_id, verbose=True).info["info"])
 
     def ctr_status(self, cid, verbose=False):
@@ -397,6 +411,8 @@ class PodEnv:
                 pass
         for line in reversed(mounts_under(str(self.tmp))):
             subprocess.run(["umount", "-l", line.split()[4]], capture_output=True)
+        if self.network:
+            subprocess.run(["ip", "link", "del", self.network["plugins"][0]["bridge"]], capture_output=True)
 
 
     def cleanup_dirs(self):

@@ -9,6 +9,7 @@ pods its scenario needs and checks that nothing of them is left afterwards
 
     COCOON_BUILDDIR=/path/to/build /usr/bin/python3 -m pytest -v tests/integration/test_pods.py
 """
+import ipaddress
 import json
 import os
 import pathlib
@@ -67,6 +68,8 @@ def test_lifecycle_status_and_filters(pod_env, shared):
     assert dict(st.labels) == {"app": "life", "tier": "t1"}
     assert dict(st.annotations) == {"note": "x y"}
     assert st.runtime_handler == ""
+    subnet = env.network["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
+    assert ipaddress.ip_address(st.network.ip) in ipaddress.ip_network(subnet), (st.network.ip, subnet)
     ns = st.linux.namespaces.options
     assert (ns.network, ns.pid, ns.ipc) == (POD, CONTAINER, POD)
     info = env.pod_info(pod)
@@ -451,7 +454,7 @@ def test_run_failure_leaves_nothing(daemon_factory, fault):
                                           ("bin/busybox", 0o100755, pathlib.Path("/bin/busybox").read_bytes()),
                                           ("init", 0o100755, init)]))
             tmp_env = PodEnv.start_env(daemon_factory, subdir=fault, import_image=False, initrd=str(initrd),
-                                       vm_extra="agent_timeout = 5\n")
+                                       agent_timeout=5)
             tmp_env.extra_file = initrd
         env = tmp_env
         t0 = time.monotonic()
