@@ -60,9 +60,46 @@ static size_t split(char *line, char **f, size_t n)
         return i;
 }
 
-int agent_user_resolve(const char *rootfs, const char *name, uid_t uid_hint, uid_t *ret_uid,
+/* gid of a group name in the rootfs's /etc/group. */
+static int group_gid(const char *rootfs, const char *group, gid_t *ret, cc_error **ret_err)
+{
+        char line[4096];
+        _cleanup_fclose_ FILE *gr = open_in_root(rootfs, "etc/group");
+        for (int n = 0; gr && n < USER_FILE_MAX_LINES && fgets(line, sizeof(line), gr); n++) {
+                char *f[4];
+                unsigned long g;
+                if (split(line, f, 4) >= 3 && strcmp(f[0], group) == 0 && parse_num(f[2], &g)) {
+                        *ret = (gid_t)g;
+                        return 0;
+                }
+        }
+        return cc_error_set(ret_err, -EINVAL, "group '%.64s' not found in the rootfs's /etc/group", group);
+}
+
+/* spec_name: "user", "uid", "user:group" or "uid:group" (the OCI image
+ * config's User forms); an explicit group replaces the primary gid from
+ * /etc/passwd. */
+int agent_user_resolve(const char *rootfs, const char *spec_name, uid_t uid_hint, uid_t *ret_uid,
                        gid_t *ret_gid, gid_t *groups, size_t *n_groups, cc_error **ret_err)
 {
+        char namebuf[512];
+        if (spec_name && strlen(spec_name) >= sizeof(namebuf))
+                return cc_error_set(ret_err, -EINVAL, "user name too long");
+        snprintf(namebuf, sizeof(namebuf), "%s", spec_name ? spec_name : "");
+        char *group = strchr(namebuf, ':');
+        if (group)
+                *group++ = 0;
+        const char *name = namebuf;
+        gid_t group_id = 0;
+        if (group) {
+                unsigned long g;
+                if (!*group)
+                        return cc_error_set(ret_err, -EINVAL, "user '%.64s': empty group", spec_name);
+                if (parse_num(group, &g))
+                        group_id = (gid_t)g;
+                else if (group_gid(rootfs, group, &group_id, ret_err) < 0)
+                        return -EINVAL;
+        }
         unsigned long num;
         bool by_name = name && *name && !parse_num(name, &num);
         uid_t uid = by_name ? (uid_t)-1 : (name && *name ? (uid_t)num : uid_hint);
@@ -90,7 +127,9 @@ int agent_user_resolve(const char *rootfs, const char *name, uid_t uid_hint, uid
         if (by_name && !found)
                 return cc_error_set(ret_err, -EINVAL, "user '%.64s' not found in the rootfs's /etc/passwd",
                                     name);
-        if (!found) { /* numeric uid without a passwd entry: gid 0, no groups */
+        if (group)
+                gid = group_id;
+        if (!found) { /* numeric uid without a passwd entry: gid 0 (or the group), no groups */
                 *ret_uid = uid;
                 *ret_gid = gid;
                 return 0;

@@ -691,9 +691,16 @@ static int build_namespaces(const rt_spec_input *in, const ns_modes *m, Grpc__Li
         int r = add_ns(lx, "mount", NULL, ret_err);
         if (r >= 0 && !(host && m->pid == RUNTIME__V1__NAMESPACE_MODE__NODE))
                 r = add_ns(lx, "pid", NULL, ret_err);
-        if (r >= 0 && !(host && m->ipc == RUNTIME__V1__NAMESPACE_MODE__NODE))
+        /* IPC and UTS: a pod's containers share them. In a VM the pod's are
+         * the VM's own (one VM per pod; the agent sets the pod's hostname),
+         * so only ipc=CONTAINER gets a namespace of its own there. On the
+         * host there is no pod-level IPC namespace to join yet: each
+         * container gets its own unless the pod uses the host's. */
+        bool own_ipc = host ? m->ipc != RUNTIME__V1__NAMESPACE_MODE__NODE
+                            : m->ipc == RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
+        if (r >= 0 && own_ipc)
                 r = add_ns(lx, "ipc", NULL, ret_err);
-        if (r >= 0 && !(host && m->net == RUNTIME__V1__NAMESPACE_MODE__NODE))
+        if (r >= 0 && host && m->net != RUNTIME__V1__NAMESPACE_MODE__NODE)
                 r = add_ns(lx, "uts", NULL, ret_err);
         if (r >= 0 && host && m->net != RUNTIME__V1__NAMESPACE_MODE__NODE) {
                 if (!in->pod_netns || in->pod_netns[0] != '/' || strstr(in->pod_netns, ".."))

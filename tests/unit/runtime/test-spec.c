@@ -934,13 +934,18 @@ static void test_namespaces_vm(void **state)
         Grpc__Spec *s = f->spec;
         assert_non_null(ns_of(s, "mount"));
         assert_non_null(ns_of(s, "pid"));
-        assert_non_null(ns_of(s, "ipc"));
-        assert_non_null(ns_of(s, "uts"));
+        assert_null(ns_of(s, "ipc"));     /* ipc=POD: the VM's own, shared by the pod */
+        assert_null(ns_of(s, "uts"));     /* the VM's hostname is the pod's */
         assert_non_null(ns_of(s, "cgroup"));
         assert_null(ns_of(s, "network")); /* the VM's own */
         assert_string_equal(s->hostname, "podhost");
-        /* NODE in a VM means the VM: nothing changes for the spec */
+        /* ipc=CONTAINER: a namespace of its own */
         f->sc.namespace_options = &f->nso;
+        f->nso.ipc = RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
+        expect_ok(f);
+        assert_non_null(ns_of(f->spec, "ipc"));
+        f->nso.ipc = RUNTIME__V1__NAMESPACE_MODE__POD;
+        /* NODE in a VM means the VM: nothing changes for the spec */
         f->nso.pid = RUNTIME__V1__NAMESPACE_MODE__NODE;
         f->nso.network = RUNTIME__V1__NAMESPACE_MODE__NODE;
         expect_ok(f);
