@@ -343,6 +343,34 @@ static int cgroup_remove(const char *dir, cc_error **ret_err)
 
 static void undo_cgroup(void *dir) { (void)cgroup_remove(dir, NULL); }
 
+/* Best effort: the controllers containers are limited with, available down
+ * to the pod's cgroup (the agent enables them below it). A controller the
+ * kernel or a parent lacks stays off; the cgroup v2 root and our own
+ * directories hold no processes, so enabling is allowed. */
+static void enable_controllers(const char *parent)
+{
+        static const char *const ctrls[] = { "+cpu", "+memory", "+pids", "+io" };
+        _cleanup_free_ char *mnt = NULL;
+        if (cgroup2_mount(&mnt, NULL) < 0)
+                return;
+        size_t ml = strlen(mnt);
+        if (strncmp(parent, mnt, ml) != 0 || (parent[ml] != '/' && parent[ml] != 0))
+                return;
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", parent);
+        for (size_t i = ml;; i++) {
+                if (dir[i] == '/' || dir[i] == 0) {
+                        char c = dir[i];
+                        dir[i] = 0;
+                        for (size_t k = 0; k < CC_ARRAY_SIZE(ctrls); k++)
+                                (void)write_str(i == 0 ? "/" : dir, "cgroup.subtree_control", ctrls[k]);
+                        dir[i] = c;
+                        if (!c)
+                                break;
+                }
+        }
+}
+
 static int cgroup_create(host_vm *v, cc_error **ret_err)
 {
         _cleanup_free_ char *parent = strdup(v->cgroup);
@@ -352,6 +380,7 @@ static int cgroup_create(host_vm *v, cc_error **ret_err)
         int r = cc_mkdir_p(parent, 0755, ret_err);
         if (r < 0)
                 return r;
+        enable_controllers(parent);
         /* a pod cgroup left by a crash (no processes) is cleared first */
         if (access(v->cgroup, F_OK) == 0 && (r = cgroup_remove(v->cgroup, ret_err)) < 0)
                 return r;

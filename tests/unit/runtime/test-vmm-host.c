@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -142,8 +143,13 @@ static void test_lifecycle(void **state)
         cc_error_free(err);
         err = NULL;
 
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         assert_int_equal(vmm_start(v, &err), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         assert_null(err);
+        fprintf(stderr, "host agent start to listening socket: %.1f ms\n",
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
         vmm_endpoint ep;
         assert_int_equal(vmm_agent_endpoint(v, &ep, &err), 0);
         assert_int_equal(ep.kind, VMM_EP_UNIX);
