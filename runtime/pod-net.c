@@ -428,7 +428,9 @@ static int check_req(const rt_pod_net_req *req, cc_error **ret_err)
                 if (!proto_name(m->protocol))
                         return cc_error_set(ret_err, -EINVAL, "pod network: port mapping %zu: unknown protocol %d", i,
                                             m->protocol);
-                if (m->container_port < 1 || m->container_port > 65535 || m->host_port < 0 || m->host_port > 65535)
+                /* host_port 0: published nowhere (skipped below). */
+                if (m->host_port < 0 || m->host_port > 65535 ||
+                    (m->host_port > 0 && (m->container_port < 1 || m->container_port > 65535)))
                         return cc_error_set(ret_err, -EINVAL, "pod network: port mapping %zu: port out of range "
                                             "(container %d, host %d)", i, m->container_port, m->host_port);
                 unsigned char bin[16];

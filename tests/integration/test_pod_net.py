@@ -120,12 +120,25 @@ class PodNet:
         return sorted(os.listdir(d)) if d.exists() else []
 
     def snapshot(self):
-        links = sorted(l.split(":")[1].strip().split("@")[0] for l in sh("ip", "-o", "link").splitlines())
+        """The host state this test can have touched. Other tests may run on
+        the same machine at the same time, so only what is ours counts: our
+        bridge and the links enslaved to it, namespaces named with our tag,
+        iptables lines that name our network or pods plus the per-pod chains
+        they jump to, host-local's reservations and the CNI result cache."""
+        links = sorted(l.split(":")[1].strip().split("@")[0]
+                       for l in sh("ip", "-o", "link", "show", "master", self.bridge, check=False).splitlines())
+        links += [n for n in (l.split(":")[1].strip().split("@")[0] for l in sh("ip", "-o", "link").splitlines())
+                  if n == self.bridge or n.endswith("_cocoon")]
         ipt = [l for l in sh("iptables-save").splitlines() if not l.startswith("#")]
         ipt = [l.split(" [")[0] if l.startswith(":") else l for l in ipt]
-        return {"links": links, "netns": sorted(sh("ip", "netns", "list").splitlines()),
-                "netns_dir": sorted(os.listdir(NETNS_DIR)) if os.path.isdir(NETNS_DIR) else [],
-                "iptables": ipt, "alloc": self.allocations(), "cache": self.cached()}
+        mine = [l for l in ipt if "ccpn" + self.tag in l or self.subnet in l]
+        chains = {w for l in mine for w in l.split() if w.startswith("CNI-") and not w.startswith("CNI-HOSTPORT")}
+        chains = {c for c in chains if c not in ("CNI-DN", )}
+        ours = sorted(set(mine) | {l for l in ipt if any(c in l.split() or ":" + c == l.split()[0] for c in chains)})
+        netns = [n.split()[0] for n in sh("ip", "netns", "list").splitlines() if self.tag in n]
+        nsdir = [n for n in (os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []) if self.tag in n]
+        return {"links": sorted(links), "netns": sorted(netns), "netns_dir": sorted(nsdir),
+                "iptables": ours, "alloc": self.allocations(), "cache": self.cached()}
 
     def warm_up(self):
         """The bridge and portmap's shared chains are created on first use and
@@ -189,6 +202,11 @@ def test_vm_setup_and_teardown_restore_host(pn):
     assert pn.allocations() == [out["ip"]]
     assert "id: \\\"%s\\\"" % i in sh("iptables-save", "-t", "nat")
     assert len(pn.cached()) == 1
+    # The snapshot sees all of it (so that equality after teardown means something).
+    during = pn.snapshot()
+    for k in before:
+        assert during[k] != before[k], k
+    assert any(l.startswith(":CNI-DN-") for l in during["iptables"])
     # What a guest would see: frames written to the tap (the veth's MAC and
     # IP) reach the bridge and its ARP and ICMP replies come back.
     if NET_DRIVER.exists():
