@@ -7,7 +7,9 @@ python3-websocket.
     COCOON_BUILDDIR=/path/to/build /usr/bin/python3 -m pytest -v -s tests/integration/test_exec_cri.py
 
 COCOON_EXEC_BIG sets the size of the byte-exact stdout test (default 100 MB);
-throughputs are printed (-s shows them).
+throughputs are printed (-s shows them). COCOON_EXEC_POD=host runs the same
+tests against a host-mode pod on the host network (cocoon-agent on the host)
+instead of a VM pod.
 """
 import hashlib
 import os
@@ -37,8 +39,15 @@ C = grpc.StatusCode
 # The pod's main container: two httpd servers (one on loopback only) and a
 # long sleep.
 MAIN = ("mkdir -p /tmp/www && echo hello-pf > /tmp/www/index.html && "
-        "httpd -p 127.0.0.1:8080 -h /tmp/www && httpd -p 0.0.0.0:8081 -h /tmp/www && "
+        "httpd -p 127.0.0.1:%d -h /tmp/www && httpd -p 0.0.0.0:%d -h /tmp/www && "
         "echo servers-up && exec sleep 100000")
+HOST_MODE = os.environ.get("COCOON_EXEC_POD", "vm") == "host"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def status_exit(code):
@@ -66,8 +75,13 @@ def vm(pod_env):
     env = pod_env
     p = Pod()
     p.env = env
-    p.pod, p.pcfg = env.run_pod("execpod")
-    p.main = create_ctr(env, p.pod, p.pcfg, "main", ["sh", "-c", MAIN])
+    if HOST_MODE:
+        p.pod, p.pcfg = env.run_pod("execpod", network=pb.NODE)
+        p.lo_port, p.any_port, p.dead_port = free_port(), free_port(), free_port()
+    else:
+        p.pod, p.pcfg = env.run_pod("execpod")
+        p.lo_port, p.any_port, p.dead_port = 8080, 8081, 8099
+    p.main = create_ctr(env, p.pod, p.pcfg, "main", ["sh", "-c", MAIN % (p.lo_port, p.any_port)])
     env.wait_log(p.main, lambda l: any("servers-up" in x for x in l), timeout=120)
     yield p
     try:
@@ -380,8 +394,9 @@ def pf_url(p, ports):
     return url_of(p.env.rt.PortForward(pb.PortForwardRequest(pod_sandbox_id=p.pod, port=ports), timeout=T))
 
 
-@pytest.mark.parametrize("port", [8080, 8081], ids=["loopback-only", "any-address"])
-def test_portforward_spdy(vm, port):
+@pytest.mark.parametrize("which", ["lo_port", "any_port"], ids=["loopback-only", "any-address"])
+def test_portforward_spdy(vm, which):
+    port = getattr(vm, which)
     c = spdy(pf_url(vm, [port]), protocols=("portforward.k8s.io",))
     for rid in range(2):
         err = c.open_stream([("streamtype", "error"), ("port", str(port)), ("requestid", str(rid))])
@@ -391,28 +406,30 @@ def test_portforward_spdy(vm, port):
         assert resp.startswith(b"HTTP/1.") and b" 200 " in resp.split(b"\r\n")[0], resp[:200]
         assert resp.endswith(b"hello-pf\n"), resp[-200:]
         assert err.read_all(T) == b""
-    # nothing listens on 8099: the error stream says so
-    err = c.open_stream([("streamtype", "error"), ("port", "8099"), ("requestid", "9")])
-    c.open_stream([("streamtype", "data"), ("port", "8099"), ("requestid", "9")])
+    # nothing listens on dead_port: the error stream says so
+    dead = str(vm.dead_port)
+    err = c.open_stream([("streamtype", "error"), ("port", dead), ("requestid", "9")])
+    c.open_stream([("streamtype", "data"), ("port", dead), ("requestid", "9")])
     msg = err.read_all(T)
-    assert b"8099" in msg, msg
+    assert dead.encode() in msg, msg
     c.close()
 
 
 def test_portforward_websocket(vm):
-    ws = ws_connect(pf_url(vm, [8080]), protocols=(V4,), query="?ports=8080")
+    port = vm.lo_port
+    ws = ws_connect(pf_url(vm, [port]), protocols=(V4,), query="?ports=%d" % port)
     first = {}
     while len(first) < 2:
         op, data = ws.recv_data()
         first[data[0]] = data[1:]
-    assert first == {0: struct.pack("<H", 8080), 1: struct.pack("<H", 8080)}
+    assert first == {0: struct.pack("<H", port), 1: struct.pack("<H", port)}
     ws.send_binary(b"\x00GET /index.html HTTP/1.0\r\n\r\n")
     out = ws_collect(ws)
     assert out.get(0, b"").endswith(b"hello-pf\n"), out
 
 
 def test_portforward_token_reuse_404(vm):
-    u = pf_url(vm, [8080])
+    u = pf_url(vm, [vm.lo_port])
     c = spdy(u, protocols=("portforward.k8s.io",))
     c.close()
     with pytest.raises(sc.UpgradeError) as e:
