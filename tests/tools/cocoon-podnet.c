@@ -12,8 +12,9 @@
  *            agent listening on SOCKET (rt_pod_net_configure_guest)
  *   cycle    CNI... --id ID [--vm] [--save FILE] [--teardown-twice]
  *            setup, save, free, load, teardown (twice) in one process
- *   bench    CNI... [--vm] [-n N]            N x (setup + teardown), times setup
- *   concurrent CNI... [--vm] [-n N]          N threads, each setup + teardown
+ *   bench    CNI... [--vm] [--port ...] [-n N]  N x (setup + teardown), times setup
+ *   concurrent CNI... [--vm] [--port ...] [-n N]  N threads, each setup + teardown
+ *            (worker i publishes each --port's host port + i)
  * CNI: --conf-dir DIR --bin-dir DIR... --cache-dir DIR --netns-dir DIR
  *      [--timeout S]
  * COCOON_NET_DEBUG=1 turns on debug logging (stderr). */
@@ -160,6 +161,7 @@ static int cmp_double(const void *a, const void *b)
 typedef struct worker {
         rt_net *net;
         char id[64];
+        int index;
         cc_error *err;
         double setup_ms;
 } worker;
@@ -168,6 +170,13 @@ static void *work(void *arg)
 {
         worker *w = arg;
         rt_pod_net_req req = make_req(w->id);
+        /* Concurrent pods cannot share a host port: worker i adds i. */
+        rt_port_mapping ports[MAX_LIST];
+        for (int i = 0; i < opt.n_ports; i++) {
+                ports[i] = opt.ports[i];
+                ports[i].host_port += w->index;
+        }
+        req.ports = ports;
         rt_pod_net *pn = NULL;
         double t0 = now_ms();
         if (rt_pod_net_setup(w->net, &req, &pn, &w->err) < 0)
@@ -196,6 +205,7 @@ static int cmd_many(bool concurrent)
         pthread_t *th = calloc((size_t)opt.n, sizeof *th);
         for (int i = 0; i < opt.n; i++) {
                 w[i].net = net;
+                w[i].index = i;
                 snprintf(w[i].id, sizeof w[i].id, "%s%d", opt.id ? opt.id : "podnet", i);
         }
         if (concurrent) {
