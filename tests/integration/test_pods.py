@@ -469,7 +469,7 @@ def test_run_failure_leaves_nothing(daemon_factory, fault):
         else:
             assert time.monotonic() - t0 < 60
             assert code == grpc.StatusCode.DEADLINE_EXCEEDED or "agent" in msg, (code, msg)
-        assert env.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items == []
+        assert len(env.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items) == 0
         env.assert_clean()
     finally:
         if tmp_env:
@@ -570,5 +570,5 @@ def test_shared_pod_still_ready_and_removal_is_clean(pod_env, shared):
     info = env.pod_info(pod)
     env.remove_pod(pod)
     env.assert_pod_gone(pod, info)
-    assert env.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items == []
+    assert len(env.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items) == 0
     env.assert_clean()
