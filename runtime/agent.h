@@ -13,8 +13,15 @@
  * rt_agent_set_default_timeout) except the reads/waits that are meant to block.
  *
  * Thread-safe: any number of calls may run concurrently on one rt_agent (the
- * ttRPC client multiplexes them), and the last
- * rt_agent_unref. */
+ * ttRPC client multiplexes them); the client is freed by the last
+ * rt_agent_unref.
+ *
+ * Errors: ttRPC's (see common/ttrpc.h: -ETIMEDOUT, -ECONNABORTED after
+ * rt_agent_close, -ECONNRESET/-EPIPE/-EPROTO when the connection is lost),
+ * the agent's status mapped to an errno (NOT_FOUND -> -ENOENT,
+ * FAILED_PRECONDITION -> -EBUSY, ...; cc_error.grpc keeps the code), -EINVAL
+ * for arguments refused before anything is sent, -EBADMSG for a reply that
+ * fails the checks (the connection stays usable). */
 #pragma once
 
 #include <stdbool.h>
@@ -30,12 +37,16 @@ typedef struct rt_agent rt_agent;
 
 /* Dials the agent at ep: vsock (AF_VSOCK cid:port) or the host side of the
  * guest's virtio-serial port (a unix socket the VMM listens on; one open at a
- * time), or a host-mode agent's unix socket. Retries (bounded backoff) until
- * the agent answers Health.Check on this very connection or timeout_ms
- * passes (-ETIMEDOUT, the last connect/check error in the message). A
- * virtio-serial connection that the guest has not yet opened reads nothing:
- * the health probe is what proves it is served. cancel_fd (may be -1)
- * readable = give up at once (-ECANCELED), e.g. the VMM exited. */
+ * time), or a host-mode agent's unix socket. Retries (backoff 10 ms doubling
+ * to 200 ms) until the agent answers Health.Check on this very connection or
+ * timeout_ms (<= 0: 30 s) passes (-ETIMEDOUT, the last connect/check error in
+ * the message). A virtio-serial connection that the guest has not yet opened
+ * reads nothing: the health probe is what proves it is served, so probes of
+ * 500 ms are repeated on the same connection (late answers to earlier probes
+ * are discarded) and a new connection is made only when one fails. A peer
+ * that answers the probe with an error status is not retried. cancel_fd (may
+ * be -1) readable = give up at once (-ECANCELED), e.g. the VMM exited; it is
+ * watched during probes too. */
 int rt_agent_dial(const vmm_endpoint *ep, int timeout_ms, int cancel_fd, rt_agent **ret,
                   cc_error **ret_err);
 /* Reference counted: the pod holds one reference, every exec/attach/port
@@ -99,8 +110,10 @@ int rt_agent_resume_container(rt_agent *a, const char *ctr_id, int timeout_ms, c
 /* process is borrowed. */
 int rt_agent_exec(rt_agent *a, const char *ctr_id, const char *exec_id,
                   const Grpc__Process *process, int timeout_ms, cc_error **ret_err);
-/* all: every process of the container (SignalProcess with an empty exec id
- * and the init's... as Kata: signal the whole container). */
+/* all: the whole container (SignalProcess with an empty exec id; with
+ * SIGKILL our agent kills the container's cgroup, other signals reach its
+ * init). Otherwise exec_id, or the init when exec_id is NULL/"" (sent as the
+ * container id, which names the init alone). signo 1..64. */
 int rt_agent_signal(rt_agent *a, const char *ctr_id, const char *exec_id, int signo,
                     bool all, int timeout_ms, cc_error **ret_err);
 /* Blocks until the process exits (timeout_ms <= 0: no timeout) and gives its
@@ -118,7 +131,10 @@ typedef enum rt_agent_stream {
  * checked against what the guest claims), 0 at end of stream. */
 ssize_t rt_agent_read(rt_agent *a, const char *ctr_id, const char *exec_id, rt_agent_stream s,
                       void *buf, size_t len, int timeout_ms, cc_error **ret_err);
-/* Writes all of buf (in chunks of at most 1 MiB). */
+/* Writes all of buf (in chunks of at most 1 MiB). The agent takes what its
+ * pipe holds and says how much; when that is nothing, the rest is retried
+ * after a short backoff (1..50 ms; the protocol has no "writable" event),
+ * all within timeout_ms. */
 int rt_agent_write_stdin(rt_agent *a, const char *ctr_id, const char *exec_id, const void *buf,
                          size_t len, int timeout_ms, cc_error **ret_err);
 int rt_agent_close_stdin(rt_agent *a, const char *ctr_id, const char *exec_id, int timeout_ms,

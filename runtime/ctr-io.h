@@ -9,7 +9,22 @@
  * new cocoond starts a new pump on the same log path (append) and the agent
  * hands over what was buffered.
  *
- * With a tty there is only one stream (stdout). */
+ * With a tty there is only one stream (stdout).
+ *
+ * Reads carry no client-side timeout: a call that timed out on our side
+ * would have its late answer discarded by the ttRPC client while the agent
+ * counts that output as delivered. A read in flight therefore ends only when
+ * the agent answers it: with data, with EOF (the process exited and its
+ * output is drained), with NOT_FOUND (the container was removed; taken as
+ * EOF), or with an error when the connection is closed or lost. After a lost
+ * connection (-ECONNABORTED, -ECONNRESET, -EPIPE, -EPROTO) a stream waits for
+ * rt_ctr_io_set_agent; the agent keeps what it could not deliver and hands it
+ * to the next read. Other errors (e.g. a reply that fails the client's
+ * checks) are retried after 1 s.
+ *
+ * Lifetime: reference counted (rt_ctr_io_ref/unref in runtime/runtime.h);
+ * each stream thread holds a reference too. rt_ctr_io_free() never blocks on
+ * a read in flight; see there. */
 #pragma once
 
 #include <stdbool.h>
@@ -21,19 +36,23 @@
 
 typedef struct rt_ctr_io rt_ctr_io;
 
-/* log_path may be NULL (no log: output is still drained so the container never
- * blocks). The agent stays owned by the caller and must outlive the pump (or
- * be replaced with rt_ctr_io_set_agent before it is freed). */
+/* Start it after CreateContainer succeeded (before StartContainer, so that
+ * no output waits): a read for an unknown container counts as EOF.
+ * log_path may be NULL (no log: output is still drained so the container never
+ * blocks). a may be NULL (the pump waits for rt_ctr_io_set_agent). The pump
+ * takes its own reference on the agent; the caller keeps theirs. */
 int rt_ctr_io_start(rt_agent *a, const char *ctr_id, const char *log_path, bool tty,
                     rt_ctr_io **ret, cc_error **ret_err);
 
 /* After the agent connection was lost and dialed again: the pump threads
- * retry their read on the new connection. NULL: the pump waits (no agent). */
+ * retry their read on the new connection (references a; drops its reference
+ * on the previous one). NULL: the pump waits (no agent). */
 void rt_ctr_io_set_agent(rt_ctr_io *io, rt_agent *a);
 
 /* Attach: every byte read from now on is also passed to fn (from the pump
- * threads; fn may block, which holds the pump: like a slow log disk). fn
- * returning < 0 detaches it. Returns a handle > 0 for rt_ctr_io_detach. */
+ * threads, one sink call at a time; fn may block, which holds the pump: like
+ * a slow log disk). fn returning < 0 detaches it. fn must not call back into
+ * this pump. Returns a handle > 0 for rt_ctr_io_detach. */
 typedef int (*rt_ctr_io_sink_fn)(void *userdata, rt_agent_stream s, const void *buf, size_t len);
 int rt_ctr_io_attach(rt_ctr_io *io, rt_ctr_io_sink_fn fn, void *userdata, cc_error **ret_err);
 /* After it returns, fn is not running and will not be called again. */
@@ -47,6 +66,13 @@ int rt_ctr_io_reopen_log(rt_ctr_io *io, cc_error **ret_err);
 int rt_ctr_io_wait_drained(rt_ctr_io *io, int timeout_ms, cc_error **ret_err);
 bool rt_ctr_io_drained(rt_ctr_io *io);
 
-/* Stops the threads (a read in flight is abandoned: the agent keeps the data
- * for the next reader), flushes and closes the log, frees. Accepts NULL. */
+/* The owner is done with the pump: no read is started any more, every sink is
+ * detached (no sink runs after this returns), and the owner's reference is
+ * dropped. Returns at once. A read still in flight is not abandoned (its data
+ * would be lost: the agent counts an answered read as delivered): it ends
+ * when the agent answers it (see above), its data still goes to the log, and
+ * the last reference flushes and closes the log. So free the pump once the
+ * streams drained, after RemoveContainer, or after closing the agent
+ * connection; freed earlier, a stream thread lingers until one of those.
+ * Accepts NULL. */
 void rt_ctr_io_free(rt_ctr_io *io);

@@ -674,6 +674,105 @@ static void test_dial_cancel(void **state)
         cc_error_free(err);
 }
 
+
+/* Like the host side of a virtio-serial port: the connection is accepted at
+ * once but the guest agent opens its port only later; what was sent meanwhile
+ * waits in the socket and is answered then (the late answers to the first
+ * probes are discarded). The dialer keeps probing on the same connection. */
+typedef struct late_server {
+        int lfd;
+        int accepted;
+        ttrpc_server *s;
+        pthread_t t;
+} late_server;
+
+static void late_check(ttrpc_call *call, const uint8_t *p, size_t n, void *ud)
+{
+        Grpc__HealthCheckResponse rs = GRPC__HEALTH_CHECK_RESPONSE__INIT;
+        rs.status = GRPC__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        ttrpc_call_reply_pb(call, &rs.base);
+}
+
+static void *late_main(void *arg)
+{
+        late_server *l = arg;
+        int fd = accept4(l->lfd, NULL, NULL, SOCK_CLOEXEC);
+        l->accepted++;
+        poll(NULL, 0, 1200); /* the "guest" opens its port: > 2 probes later */
+        cc_error *err = NULL;
+        ttrpc_server_serve_fd(l->s, fd, &err);
+        cc_error_free(err);
+        return NULL;
+}
+
+static void test_dial_late_serving_connection(void **state)
+{
+        char path[100];
+        snprintf(path, sizeof(path), "%s/late.sock", tmpdir);
+        late_server l = { .s = ttrpc_server_new(NULL) };
+        assert_int_equal(ttrpc_server_register(l.s, "grpc.Health", "Check", late_check, NULL, NULL), 0);
+        l.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        assert_int_equal(bind(l.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(l.lfd, 8), 0);
+        assert_int_equal(pthread_create(&l.t, NULL, late_main, &l), 0);
+        vmm_endpoint ep = unix_ep(path);
+        rt_agent *a = NULL;
+        uint64_t t0 = mono_ms();
+        OK(rt_agent_dial(&ep, 5000, -1, &a, ret_err));
+        uint64_t el = mono_ms() - t0;
+        assert_true(el >= 1100 && el < 2500);
+        assert_int_equal(l.accepted, 1); /* one connection, several probes */
+        OK(rt_agent_check(a, 0, ret_err));
+        rt_agent_unref(a);
+        pthread_join(l.t, NULL);
+        close(l.lfd);
+        ttrpc_server_free(l.s);
+}
+
+/* Throughput of the pump into a CRI log (printed; the content is checked). */
+static void test_pump_throughput(void **state)
+{
+        REQUIRE_AGENT();
+        char log_path[200];
+        snprintf(log_path, sizeof(log_path), "%s/big.log", tmpdir);
+        built b;
+        /* 16000 lines of 999 'a' */
+        build_spec(&b, "head -c 15984000 /dev/zero | tr '\\0' a | fold -w 999; echo", false);
+        OK(rt_agent_create_container(ag, "big", &b.spec, NULL, 0, T, ret_err));
+        rt_ctr_io *io = NULL;
+        OK(rt_ctr_io_start(ag, "big", log_path, false, &io, ret_err));
+        uint64_t t0 = mono_ms();
+        OK(rt_agent_start_container(ag, "big", T, ret_err));
+        OK(rt_ctr_io_wait_drained(io, 60000, ret_err));
+        uint64_t el = mono_ms() - t0;
+        rt_ctr_io_free(io);
+        fprintf(stderr, "pump: 16 MB of output into the CRI log in %llu ms (%.1f MB/s)\n", (unsigned long long)el,
+                16.0 / ((double)(el ? el : 1) / 1000.0));
+        FILE *f = fopen(log_path, "re");
+        assert_non_null(f);
+        char *line = NULL;
+        size_t cap = 0, lines = 0;
+        ssize_t n;
+        while ((n = getline(&line, &cap, f)) > 0) {
+                char *p = strstr(line, " stdout F ");
+                if (!p)
+                        fail_msg("line %zu: '%.80s'", lines, line);
+                p += 10;
+                assert_int_equal(strspn(p, "a"), 999);
+                assert_string_equal(p + 999, "\n");
+                lines++;
+        }
+        free(line);
+        fclose(f);
+        assert_int_equal(lines, 16000);
+        int st = -1;
+        OK(rt_agent_wait(ag, "big", NULL, T, &st, ret_err));
+        assert_int_equal(st, 0);
+        OK(rt_agent_remove_container(ag, "big", 5, 0, ret_err));
+}
+
 /* ---- a hostile agent ---------------------------------------------------------- */
 
 static int fake_mode;
@@ -867,6 +966,8 @@ int main(void)
                 cmocka_unit_test(test_network_rpcs),
                 cmocka_unit_test(test_dial_timeout),
                 cmocka_unit_test(test_dial_cancel),
+                cmocka_unit_test(test_dial_late_serving_connection),
+                cmocka_unit_test(test_pump_throughput),
                 cmocka_unit_test(test_hostile_agent),
         };
         signal(SIGPIPE, SIG_IGN);
