@@ -225,7 +225,8 @@ static int check_config(const vmm_config *c, bool need_files, cc_error **ret_err
         if (access(c->initrd, R_OK) < 0)
                 return cc_error_errno(ret_err, "qemu: initrd '%s'", c->initrd);
         if (c->accel == VMM_ACCEL_KVM && !vmm_kvm_usable())
-                return cc_error_set(ret_err, -ENODEV, "qemu: KVM requested but /dev/kvm is not usable");
+                return cc_error_set(ret_err, -ENODEV, "qemu: KVM requested but not usable (no /dev/kvm, or "
+                                                    "no vmx/svm: e.g. a PVM host)");
         return 0;
 }
 
