@@ -137,7 +137,7 @@ static int link_cb(struct nlmsghdr *h, void *ud)
                 const unsigned char *m = RTA_DATA(tb[IFLA_ADDRESS]);
                 size_t n = RTA_PAYLOAD(tb[IFLA_ADDRESS]);
                 for (size_t i = 0; i < n && i < 8; i++)
-                        snprintf(l->hwaddr + 3 * i, 4, i ? ":%02x" : "%02x", m[i]);
+                        snprintf(l->hwaddr + (i ? 3 * i - 1 : 0), 4, i ? ":%02x" : "%02x", m[i]);
         }
         return 0;
 }
