@@ -79,14 +79,25 @@ int agent_channel_serve_unix(ttrpc_server *s, const char *path)
                 log_error("socket path too long: %s", path);
                 return -ENAMETOOLONG;
         }
-        strcpy(sa.sun_path, path);
+        /* Bound and listening under a temporary name, then renamed: the
+         * socket appears only once it accepts connections, so whoever
+         * started us can wait for the file (inotify) and connect at once. */
+        char tmp[sizeof(sa.sun_path)];
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+                log_error("socket path too long: %s", path);
+                return -ENAMETOOLONG;
+        }
+        strcpy(sa.sun_path, tmp);
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        unlink(path);
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 || listen(fd, 4) < 0) {
+        unlink(tmp);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(tmp, 0600) < 0 || listen(fd, 16) < 0 ||
+            rename(tmp, path) < 0) {
+                int r = -errno;
                 log_error("listen on %s: %s", path, strerror(errno));
-                return -errno;
+                unlink(tmp);
+                return r;
         }
         int r = accept_loop(s, fd);
         unlink(path);
