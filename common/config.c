@@ -62,6 +62,11 @@ static const char *check_abs_path(const char *s)
         return NULL;
 }
 
+static const char *check_abs_path_or_empty(const char *s)
+{
+        return s[0] ? check_abs_path(s) : NULL;
+}
+
 static const char *check_listen(const char *s)
 {
         if (strncmp(s, "unix://", 7) != 0)
@@ -367,6 +372,9 @@ static const key_desc registry_keys[] = {
              .schema = "image.registries.*.insecure_skip_verify"),
         BOOL("plain_http", plain_http, false, "use HTTP instead of HTTPS",
              .schema = "image.registries.*.plain_http"),
+        STR("ca_file", ca_file, "", check_abs_path_or_empty,
+            "PEM CA certificates trusted for this registry, its mirrors and token realm",
+            .schema = "image.registries.*.ca_file"),
 };
 #undef F
 #define F(field) offsetof(cc_config_handler, field)

@@ -47,6 +47,7 @@ typedef struct cc_config_registry {
         char **mirrors;            /* http(s) URLs, tried in order before host */
         bool insecure_skip_verify; /* do not verify the TLS certificate */
         bool plain_http;           /* speak HTTP instead of HTTPS */
+        char *ca_file;             /* PEM CA bundle trusted for this registry; "" = system CAs only */
 } cc_config_registry;
 
 /* [runtime.handlers.NAME] */

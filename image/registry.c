@@ -634,8 +634,9 @@ static void set_common_opts(image_registry *reg, CURL *e, char *errbuf)
         bool insecure = reg->opts.config && reg->opts.config->insecure_skip_verify;
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
-        if (reg->opts.ca_file)
-                curl_easy_setopt(e, CURLOPT_CAINFO, reg->opts.ca_file);
+        const char *ca = reg->opts.config ? reg->opts.config->ca_file : NULL;
+        if (ca && *ca)
+                curl_easy_setopt(e, CURLOPT_CAINFO, ca);
 }
 
 /* Sets the easy handle up for the next try of q. */
@@ -930,6 +931,20 @@ static int curl_errno(CURLcode rc, bool *ret_transient)
         return r;
 }
 
+/* What to do about a TLS failure, appended to its message. */
+static const char *tls_hint(CURLcode rc)
+{
+        switch (rc) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+                return " (TLS certificate not trusted: add its CA with ca_file, or set "
+                       "insecure_skip_verify, in the registry's [image.registries] table)";
+        case CURLE_SSL_CACERT_BADFILE:
+                return " (cannot use the registry's ca_file)";
+        default:
+                return "";
+        }
+}
+
 static int url_escape_append(CURL *e, char **s, const char *key, const char *val, bool *first)
 {
         char *esc = curl_easy_escape(e, val, 0);
@@ -1072,9 +1087,10 @@ static int token_fetch(image_registry *reg, const endpoint *ep, const challenge 
                 r = curl_errno(rc, NULL);
                 if (b.overflow)
                         r = -EFBIG;
-                r = cc_error_set(ret_err, r, "registry %s: token request: %s", ep->hostport,
+                r = cc_error_set(ret_err, r, "registry %s: token request: %s%s", ep->hostport,
                                  b.overflow ? "response too large"
-                                            : (errbuf[0] ? errbuf : curl_easy_strerror(rc)));
+                                            : (errbuf[0] ? errbuf : curl_easy_strerror(rc)),
+                                 tls_hint(rc));
                 goto out_buf;
         }
         if (status == 401 || status == 403) {
@@ -1184,6 +1200,14 @@ static int req_retry_or_next(req *q, bool transient, cc_error **err, long *ret_d
                 q->redirects = 0;
                 return 1;
         }
+        if (transient && reg->opts.max_attempts > 1) {
+                /* Say that the bounded retries are spent, not just the last failure. */
+                cc_error *e = NULL;
+                cc_error_set(&e, (*err)->code, "%s (gave up after %u attempts)", (*err)->msg,
+                             q->attempt + 1);
+                cc_error_free(*err);
+                *err = e;
+        }
         if (q->ep + 1 < reg->n_eps && (*err)->code != -ECANCELED) {
                 log_debug("%s (trying the next endpoint)", (*err)->msg);
                 cc_error_free(*err);
@@ -1223,8 +1247,9 @@ static int req_finish(req *q, CURLcode rc, long *ret_delay_ms, cc_error **ret_er
                         return cc_error_set(ret_err, -ECANCELED, "%s: cancelled", what);
                 bool transient = false;
                 int e = curl_errno(rc, &transient);
-                cc_error_set(&err, e, "%s: %s", what, q->errbuf[0] ? q->errbuf
-                                                                   : curl_easy_strerror(rc));
+                cc_error_set(&err, e, "%s: %s%s", what, q->errbuf[0] ? q->errbuf
+                                                                     : curl_easy_strerror(rc),
+                             tls_hint(rc));
                 return req_retry_or_next(q, transient, &err, ret_delay_ms, ret_err);
         }
         long status = 0;

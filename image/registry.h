@@ -47,6 +47,10 @@ typedef struct image_registry_config {
         char *const *mirrors;      /* NULL or NULL-terminated; "http(s)://host[:port][/prefix]" */
         bool insecure_skip_verify; /* do not verify TLS certificates (origin and mirrors) */
         bool plain_http;           /* speak HTTP to the origin instead of HTTPS */
+        const char *ca_file;       /* NULL or "": system CAs; else a PEM bundle trusted in
+                                    * addition to them (CURLOPT_CAINFO; the system CA
+                                    * directory stays) for the origin, the mirrors and
+                                    * the token realm of this registry */
 } image_registry_config;
 
 /* From the CRI AuthConfig. All optional; at most one kind is used:
@@ -78,7 +82,6 @@ typedef struct image_registry_opts {
         long low_speed_time_s;               /* abort below 1 byte/s for this long; 0 = 30 s */
         unsigned max_attempts;               /* per endpoint; 0 = 4 */
         unsigned backoff_ms;                 /* first retry delay, doubled each time; 0 = 250 ms */
-        const char *ca_file;                 /* extra CA bundle (tests); NULL = system CAs */
 } image_registry_opts;
 
 typedef struct image_registry image_registry;

@@ -1,5 +1,6 @@
 """Helpers for registry tests: Debian's docker-registry on loopback (optional
-htpasswd or token auth), a tiny token server, a counting/throttling reverse
+htpasswd or token auth, optional TLS with a test CA), a tiny token server (with
+the OAuth2 refresh-token grant), a counting/throttling/fault-injecting reverse
 proxy, and skopeo pushes. Everything listens on 127.0.0.1 only."""
 import base64
 import http.client
@@ -52,13 +53,17 @@ class TokenServer:
     """Docker token auth (distribution's "token" auth): GET /token?service=&scope=
     answers a JWT signed (RS256, openssl CLI) with a self-signed certificate
     that the registry trusts through rootcertbundle. Grants what is asked for
-    when the basic credentials (if any are required) match. Records requests."""
+    when the basic credentials (if any are required) match. POST /token is the
+    OAuth2 form (grant_type=refresh_token, refresh_token, service, scope,
+    client_id): grants when the refresh token is one of refresh_tokens
+    (token → user). Records requests (method, path, query or form, user)."""
 
     def __init__(self, tmp, users=None, service="cocoon-test", issuer="cocoon-test-issuer",
-                 expires_in=300):
+                 expires_in=300, refresh_tokens=None):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.users = users or {}
+        self.refresh_tokens = refresh_tokens or {}
         self.service = service
         self.issuer = issuer
         self.expires_in = expires_in
@@ -84,6 +89,19 @@ class TokenServer:
                              input=signing_input.encode(), check=True, capture_output=True).stdout
         return signing_input + "." + _b64url(sig)
 
+    def mint(self, scopes, sub="", expires_in=None):
+        """A registry token for scopes ("repository:NAME:pull"), as the token
+        server would hand out: what a kubelet passes as AuthConfig.registry_token."""
+        access = []
+        for scope in scopes:
+            parts = scope.split(":")
+            access.append({"type": parts[0], "name": ":".join(parts[1:-1]),
+                           "actions": parts[-1].split(",")})
+        now = int(time.time())
+        return self._sign({"iss": self.issuer, "sub": sub, "aud": self.service,
+                           "exp": now + (expires_in or self.expires_in), "nbf": now - 10,
+                           "iat": now, "jti": os.urandom(8).hex(), "access": access})
+
     def _start(self):
         ts = self
 
@@ -101,7 +119,8 @@ class TokenServer:
                     if ts.users.get(user) != pw:
                         user = "!bad"
                 with ts.lock:
-                    ts.requests.append({"path": u.path, "query": q, "user": user,
+                    ts.requests.append({"method": "GET", "path": u.path, "query": q,
+                                        "user": user,
                                         "agent": self.headers.get("User-Agent", "")})
                 if ts.users and (user is None or user == "!bad"):
                     self.send_response(401)
@@ -127,6 +146,38 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                form = urllib.parse.parse_qs(raw)
+                one = {k: v[0] for k, v in form.items()}
+                user = ts.refresh_tokens.get(one.get("refresh_token"))
+                with ts.lock:
+                    ts.requests.append({
+                        "method": "POST", "path": urllib.parse.urlparse(self.path).path,
+                        "query": form, "user": user,
+                        "content_type": self.headers.get("Content-Type", ""),
+                        "authorization": "Authorization" in self.headers,
+                        "agent": self.headers.get("User-Agent", "")})
+                if one.get("grant_type") != "refresh_token" or user is None or \
+                        one.get("service") != ts.service:
+                    body = json.dumps({"error": "invalid_grant"}).encode()
+                    self.send_response(401 if user is None else 400)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                scopes = [s for v in form.get("scope", []) for s in v.split(" ") if s]
+                body = json.dumps({"access_token": ts.mint(scopes, sub=user),
+                                   "expires_in": ts.expires_in,
+                                   "scope": " ".join(scopes)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -144,10 +195,44 @@ class TokenServer:
         self.httpd.server_close()
 
 
-class Registry:
-    """docker-registry serving plain HTTP on 127.0.0.1:<port>."""
+class CertAuthority:
+    """A certificate authority made with the openssl CLI, and server
+    certificates it signs (for a registry serving HTTPS on loopback)."""
 
-    def __init__(self, tmp, htpasswd=None, token=None, port=None):
+    def __init__(self, tmp, name="cocoon test CA"):
+        self.tmp = pathlib.Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.key = self.tmp / "ca.key"
+        self.cert = self.tmp / "ca.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(self.key), "-out", str(self.cert), "-days", "2",
+                        "-subj", "/CN=%s" % name,
+                        "-addext", "basicConstraints=critical,CA:TRUE",
+                        "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                       check=True, capture_output=True)
+
+    def issue(self, name, sans=("IP:127.0.0.1", "DNS:localhost")):
+        """(cert, key) paths for a server certificate with these subjectAltNames."""
+        key = self.tmp / ("%s.key" % name)
+        csr = self.tmp / ("%s.csr" % name)
+        crt = self.tmp / ("%s.pem" % name)
+        ext = self.tmp / ("%s.ext" % name)
+        ext.write_text("subjectAltName=%s\nextendedKeyUsage=serverAuth\n"
+                       "basicConstraints=CA:FALSE\n" % ",".join(sans))
+        subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(key), "-out", str(csr), "-subj", "/CN=%s" % name],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(self.cert),
+                        "-CAkey", str(self.key), "-CAcreateserial", "-out", str(crt),
+                        "-days", "2", "-extfile", str(ext)], check=True, capture_output=True)
+        return crt, key
+
+
+class Registry:
+    """docker-registry serving plain HTTP on 127.0.0.1:<port>, or HTTPS when
+    tls=(cert, key) is given."""
+
+    def __init__(self, tmp, htpasswd=None, token=None, port=None, tls=None):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.storage = self.tmp / "storage"
@@ -165,13 +250,15 @@ class Registry:
             auth = "auth:\n  htpasswd:\n    realm: cocoon-test\n    path: %s\n" % hp
         elif token:
             auth = token.auth_config()
+        self.tls = tls
+        tls_conf = "  tls:\n    certificate: %s\n    key: %s\n" % tuple(tls) if tls else ""
         self.config = self.tmp / "config.yml"
         self.config.write_text(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
             "storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n"
             "  maintenance:\n    uploadpurging:\n      enabled: false\n"
-            "http:\n  addr: 127.0.0.1:%d\n  secret: cocoon-test-secret\n%s"
-            % (self.storage, self.port, auth))
+            "http:\n  addr: 127.0.0.1:%d\n  secret: cocoon-test-secret\n%s%s"
+            % (self.storage, self.port, tls_conf, auth))
         self.proc = None
 
     def start(self):
@@ -272,9 +359,17 @@ class Proxy:
     """Reverse proxy 127.0.0.1:<port> → upstream, recording every request
     (method, path, status, Range, whether Authorization was sent, agent) and
     optionally throttling response bodies to rate bytes/s, or answering blob
-    GETs with a 307 to another port (blob storage elsewhere)."""
+    GETs with a 307 to another port (blob storage elsewhere).
 
-    def __init__(self, upstream_port, port=None, rate=None, redirect_blobs=None):
+    fault(rec, n) injects failures: called for each request with its record
+    and n, how many requests for the same method and path came before; it
+    returns None (forward), ("status", CODE) (answer CODE with a registry
+    error document, the upstream is not asked) or ("drop", NBYTES) (forward,
+    send the headers and NBYTES of the body, then drop the connection)."""
+
+    def __init__(self, upstream_port, port=None, rate=None, redirect_blobs=None, fault=None):
+        self.fault = fault
+        self.seen = {}
         self.upstream_port = upstream_port
         self.port = port or free_port()
         self.host = "127.0.0.1:%d" % self.port
@@ -317,6 +412,26 @@ class Proxy:
                        "agent": self.headers.get("User-Agent", ""), "status": None, "bytes": 0}
                 with px.lock:
                     px.log.append(rec)
+                    key = (self.command, self.path)
+                    n = px.seen.get(key, 0)
+                    px.seen[key] = n + 1
+                action = px.fault(rec, n) if px.fault else None
+                drop_after = None
+                if action and action[0] == "status":
+                    rec["status"] = action[1]
+                    rec["injected"] = True
+                    err = json.dumps({"errors": [{"code": "UNAVAILABLE" if action[1] == 503
+                                                  else "UNKNOWN",
+                                                  "message": "injected failure"}]}).encode()
+                    self.send_response(action[1])
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(err)))
+                    self.end_headers()
+                    self.wfile.write(err)
+                    return
+                if action and action[0] == "drop":
+                    drop_after = action[1]
+                    rec["injected"] = True
                 if px.redirect_blobs and self.command == "GET" and "/blobs/" in self.path:
                     rec["status"] = 307
                     self.send_response(307)
@@ -355,6 +470,14 @@ class Proxy:
                         break
                     if not chunk:
                         break
+                    if drop_after is not None and rec["bytes"] + len(chunk) >= drop_after:
+                        self.wfile.write(chunk[:drop_after - rec["bytes"]])
+                        rec["bytes"] = drop_after
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        c.close()
+                        return
                     self.wfile.write(chunk)
                     rec["bytes"] += len(chunk)
                     if px.rate:

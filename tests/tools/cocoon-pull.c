@@ -4,7 +4,8 @@
  *
  *   cocoon-pull --store DIR [--parallel N] [--repeat N] [--concurrency N]
  *               [--user U --password P] [--identity-token T] [--registry-token T]
- *               [--mirror URL]... [--plain-http] [--insecure] [--platform os/arch]
+ *               [--mirror URL]... [--plain-http] [--insecure] [--ca-file PEM]
+ *               [--config TOML] [--platform os/arch]
  *               [--max-attempts N] [--backoff-ms N] [--connect-timeout-ms N]
  *               [--low-speed-time S] [--max-manifest-size N] [--cancel-after-ms N] REF
  *
@@ -12,6 +13,10 @@
  * or {"ok":false,"errno":"EACCES","code":-13,"message":...}; --parallel N runs N
  * pulls of REF on N threads sharing one store and token cache, --repeat N runs
  * N pulls one after the other; both print {"pulls":[...],"token_fetches":K}.
+ * --config loads a cocoond configuration file and applies its
+ * [image.registries."HOST"] table for REF's registry the way PullImage does
+ * (mirrors, insecure_skip_verify, plain_http, ca_file); options given after
+ * it override. --debug logs the client's debug lines on stderr.
  * Exit status 0 iff every pull succeeded. */
 #include "config.h"
 
@@ -27,6 +32,7 @@
 #include <json-c/json.h>
 
 #include "common/cleanup.h"
+#include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "image/pull.h"
@@ -112,7 +118,7 @@ int main(int argc, char **argv)
 {
         enum { O_STORE = 256, O_PARALLEL, O_REPEAT, O_CONC, O_USER, O_PASS, O_IDTOK, O_REGTOK,
                O_MIRROR, O_PLAIN, O_INSECURE, O_PLATFORM, O_ATTEMPTS, O_BACKOFF, O_CTIMEOUT,
-               O_LOWSPEED, O_MAXMAN, O_CANCEL, O_DEBUG };
+               O_LOWSPEED, O_MAXMAN, O_CANCEL, O_DEBUG, O_CAFILE, O_CONFIG };
         static const struct option lopts[] = {
                 { "store", required_argument, NULL, O_STORE },
                 { "parallel", required_argument, NULL, O_PARALLEL },
@@ -133,9 +139,13 @@ int main(int argc, char **argv)
                 { "max-manifest-size", required_argument, NULL, O_MAXMAN },
                 { "cancel-after-ms", required_argument, NULL, O_CANCEL },
                 { "debug", no_argument, NULL, O_DEBUG },
+                { "ca-file", required_argument, NULL, O_CAFILE },
+                { "config", required_argument, NULL, O_CONFIG },
                 { 0 },
         };
-        const char *store_dir = NULL, *platform = NULL;
+        const char *store_dir = NULL, *platform = NULL, *config_path = NULL;
+        bool plain = false, insecure = false;
+        const char *ca_file = NULL;
         long parallel = 0, repeat = 0, cancel_ms = -1;
         image_registry_auth auth = { 0 };
         bool have_auth = false;
@@ -161,8 +171,10 @@ int main(int argc, char **argv)
                         }
                         mirrors[n_mirrors++] = optarg;
                         break;
-                case O_PLAIN: rcfg.plain_http = true; break;
-                case O_INSECURE: rcfg.insecure_skip_verify = true; break;
+                case O_PLAIN: plain = true; break;
+                case O_INSECURE: insecure = true; break;
+                case O_CAFILE: ca_file = optarg; break;
+                case O_CONFIG: config_path = optarg; break;
                 case O_PLATFORM: platform = optarg; break;
                 case O_ATTEMPTS: opts.registry.max_attempts = (unsigned)num(optarg, "--max-attempts"); break;
                 case O_BACKOFF: opts.registry.backoff_ms = (unsigned)num(optarg, "--backoff-ms"); break;
@@ -183,7 +195,9 @@ int main(int argc, char **argv)
         _cleanup_(image_store_freep) image_store *store = NULL;
         _cleanup_(image_token_cache_freep) image_token_cache *tokens = NULL;
         _cleanup_(image_platform_freep) image_platform *plat = NULL;
-        if (image_ref_parse(argv[optind], &ref, &err) < 0 ||
+        _cleanup_config_ cc_config *cfg = NULL;
+        if ((config_path && cc_config_load(&cfg, config_path, NULL, true, &err) < 0) ||
+            image_ref_parse(argv[optind], &ref, &err) < 0 ||
             image_store_open(store_dir, &store, &err) < 0 ||
             image_registry_global_init(&err) < 0 || image_token_cache_new(&tokens, &err) < 0 ||
             (platform && image_platform_parse(platform, &plat, &err) < 0)) {
@@ -194,7 +208,19 @@ int main(int argc, char **argv)
                 return 1;
         }
         rcfg.host = image_ref_registry_host(ref);
-        rcfg.mirrors = n_mirrors ? mirrors : NULL;
+        const cc_config_registry *creg = cfg ? cc_config_find_registry(cfg, rcfg.host) : NULL;
+        if (creg) { /* as cri-server/rpc-pull-image.c does */
+                rcfg.mirrors = creg->mirrors;
+                rcfg.insecure_skip_verify = creg->insecure_skip_verify;
+                rcfg.plain_http = creg->plain_http;
+                rcfg.ca_file = creg->ca_file;
+        }
+        if (n_mirrors)
+                rcfg.mirrors = mirrors;
+        rcfg.plain_http |= plain;
+        rcfg.insecure_skip_verify |= insecure;
+        if (ca_file)
+                rcfg.ca_file = ca_file;
         opts.registry.config = &rcfg;
         opts.registry.auth = have_auth ? &auth : NULL;
         opts.registry.tokens = tokens;
