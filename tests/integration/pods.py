@@ -164,6 +164,22 @@ def log_lines(path, stream=None):
 
 # ---- the daemon and its pods ----------------------------------------------
 
+class GdbDaemon(Daemon):
+    """COCOON_TEST_GDB=1: cocoond under gdb -batch, so a crash leaves every
+    thread's backtrace in cocoond.log (for debugging, not for restarts)."""
+
+    def start(self, wait=True):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            ["gdb", "-q", "-batch", "-ex", "run", "-ex", "thread apply all bt 20", "--args",
+             binary("cocoond"), "--config", str(self.config), "--log-level", "debug"] + self.args,
+            stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+        if wait:
+            self.wait_ready(timeout=60)
+        return self
+
+
 class PodEnv:
     """A cocoond with the test guest and the busybox image, in a short
     temporary directory (unix socket paths under it must stay < 108 bytes)."""
@@ -212,6 +228,8 @@ class PodEnv:
             daemon = Daemon(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))
         tmp = daemon.tmp
         state = pathlib.Path(tempfile.mkdtemp(prefix="cc", dir="/run"))
+        if os.environ.get("COCOON_TEST_GDB") == "1":
+            daemon.__class__ = GdbDaemon
         text = daemon.config.read_text()
         text = text.replace('state = "%s"' % (tmp / "state"), 'state = "%s"' % state)
         daemon.config.write_text(text + cls.config(tmp, **config_kw))
@@ -225,6 +243,30 @@ class PodEnv:
         self.ch = self.daemon.channel()
         self.rt = self.daemon.runtime(self.ch)
         self.im = self.daemon.images(self.ch)
+
+    def ensure_running(self):
+        """Restarts a cocoond that died (a crash fails the test it happened
+        in; the next tests still get a daemon). Returns the log tail of the
+        dead one, or None."""
+        if self.daemon.proc is None or self.daemon.proc.poll() is None:
+            return None
+        text = self.daemon.log_text()
+        tail = text[-3000:]
+        i = text.rfind("received signal")  # under gdb: the crashing thread's backtrace follows
+        if i >= 0:
+            j = text.rfind("\n", 0, max(0, i - 1500))
+            tail = text[j + 1:i + 200] + "\n...\n"
+            k = max(text.find("in raise", i), text.find("__pthread_kill_implementation", i),
+                    text.find("in __GI_raise", i))
+            if k >= 0:
+                tail += text[text.rfind("\nThread ", 0, k) + 1:k + 2500]
+        try:
+            self.ch.close()
+        except Exception:
+            pass
+        self.daemon.start()
+        self.connect()
+        return tail
 
     def restart(self, sig=signal.SIGKILL):
         """Kills cocoond (SIGKILL by default: no chance to clean up) and

@@ -45,6 +45,17 @@ def rand_id():
     return os.urandom(32).hex()
 
 
+@pytest.fixture(autouse=True)
+def daemon_alive(pod_env, request):
+    """Each test starts with a running cocoond; one that crashed during a
+    test is reported there (its log tail) and restarted for the next."""
+    pod_env.ensure_running()
+    yield
+    tail = pod_env.ensure_running()
+    if tail is not None:
+        pytest.fail("cocoond died during %s; its log ends:\n%s" % (request.node.name, tail), pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def shared(pod_env):
     """A READY VM pod that tests needing "some pod" share."""
