@@ -493,8 +493,10 @@ int rt_agent_create_sandbox(rt_agent *a, const rt_agent_sandbox *sb, int timeout
         Grpc__CreateSandboxRequest req = GRPC__CREATE_SANDBOX_REQUEST__INIT;
         Grpc__Storage st[MAX_STORAGES], *stp[MAX_STORAGES];
 
-        if (!sb || check_id("sandbox id", sb->sandbox_id, false, ret_err) < 0)
-                return sb ? -EINVAL : cc_error_set(ret_err, -EINVAL, "agent CreateSandbox: no sandbox");
+        if (!sb)
+                return cc_error_set(ret_err, -EINVAL, "agent CreateSandbox: no sandbox");
+        if (check_id("sandbox id", sb->sandbox_id, false, ret_err) < 0)
+                return -EINVAL;
         if (sb->n_storages > MAX_STORAGES || (sb->n_storages && !sb->storages))
                 return cc_error_set(ret_err, -EINVAL, "agent CreateSandbox: too many storages (%zu)",
                                     sb->n_storages);
