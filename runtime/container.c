@@ -435,7 +435,7 @@ int rt_container_create(rt_runtime *rt, const char *pod_id, const Runtime__V1__C
                 goto out;
         }
         rt_spec_input in = {
-                .ctr = config,
+                .ctr = c->config,
                 .pod = p->config,
                 .image = img->config,
                 .sandbox_id = p->id,
@@ -444,7 +444,7 @@ int rt_container_create(rt_runtime *rt, const char *pod_id, const Runtime__V1__C
                 .mounts = sm,
                 .n_mounts = nm,
                 .host_mode = !vm,
-                .pod_netns = !vm && p->net ? p->net->netns_path : NULL,
+                .pod_netns = vm ? NULL : p->net ? p->net->netns_path : p->lo_netns,
                 .seccomp_dir = rt->cfg->runtime.seccomp_dir,
                 .hosts_path = hosts,
                 .resolv_path = resolv,
@@ -493,6 +493,7 @@ int rt_container_start(rt_runtime *rt, const char *id, cc_error **ret_err)
         int r = 0;
         rt_agent *a = NULL;
         rt_ctr_io *io = NULL;
+        _cleanup_error_ cc_error *err = NULL;
         pthread_mutex_lock(&rt->lock);
         rt_ctr_state st = c->state;
         pthread_mutex_unlock(&rt->lock);
@@ -534,7 +535,6 @@ int rt_container_start(rt_runtime *rt, const char *id, cc_error **ret_err)
         c->state = RT_CTR_RUNNING;
         c->started_at_ns = rt_now_ns();
         pthread_mutex_unlock(&rt->lock);
-        _cleanup_error_ cc_error *err = NULL;
         if (rt_state_save_ctr(rt, c, &err) < 0)
                 log_warn("%s", err->msg);
         if ((r = start_waiter(rt, c, a, ret_err)) < 0)
@@ -564,6 +564,7 @@ int rt_ctr_stop(rt_runtime *rt, rt_ctr *c, int64_t timeout_s, cc_error **ret_err
 {
         pthread_mutex_lock(&c->op_lock);
         int r = 0;
+        _cleanup_error_ cc_error *err = NULL;
         pthread_mutex_lock(&rt->lock);
         bool running = c->state == RT_CTR_RUNNING;
         rt_agent *a = running && c->pod->agent ? rt_agent_ref(c->pod->agent) : NULL;
@@ -575,7 +576,6 @@ int rt_ctr_stop(rt_runtime *rt, rt_ctr *c, int64_t timeout_s, cc_error **ret_err
                 set_exited(rt, c, 137, "Error", "stopped without an agent connection");
                 goto out;
         }
-        _cleanup_error_ cc_error *err = NULL;
         if (timeout_s > 0) {
                 int sig = c->stop_signal ? c->stop_signal : SIGTERM;
                 if (rt_agent_signal(a, c->id, NULL, sig, false, 0, &err) < 0)

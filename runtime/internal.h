@@ -59,6 +59,7 @@ struct rt_pod {
         char *share_dir;             /* <run_dir>/shared, NULL in host mode */
         char *etc_dir;               /* hostname, hosts, resolv.conf */
         rt_pod_net *net;             /* NULL: host network or no network */
+        char *lo_netns;              /* no CNI config: a netns with loopback only */
         const vmm_ops *ops;
         vmm *vmm;
         virtiofsd *vfsd;
@@ -161,6 +162,13 @@ void rt_pod_mark_dead(rt_runtime *rt, rt_pod *p, const char *why);
 /* A protobuf deep copy (pack + unpack); NULL on ENOMEM. */
 void *rt_proto_copy(const ProtobufCMessage *m);
 char *rt_strdup0(const char *s); /* strdup(s ? s : "") */
+/* json_object_put and NULL the pointer. */
+static inline void rt_json_clear(json_object **o)
+{
+        if (*o)
+                json_object_put(*o);
+        *o = NULL;
+}
 
 /* ---- pod-vm.c -------------------------------------------------------------- */
 /* Boots the VMM (+ virtiofsd) or the host agent and dials the agent. Pushes

@@ -92,7 +92,7 @@ static void undo_vfsd(void *arg)
                 virtiofsd_free(p->vfsd);
                 p->vfsd = NULL;
         }
-        cc_json_putp(&p->vfsd_j);
+        rt_json_clear(&p->vfsd_j);
 }
 
 static void undo_vmm(void *arg)
@@ -103,7 +103,7 @@ static void undo_vmm(void *arg)
                 vmm_free(p->vmm);
                 p->vmm = NULL;
         }
-        cc_json_putp(&p->vmm_j);
+        rt_json_clear(&p->vmm_j);
 }
 
 static void undo_agent(void *arg)
@@ -191,7 +191,7 @@ void rt_pod_vm_shutdown(rt_runtime *rt, rt_pod *p)
                         log_warn("pod=%.12s stopping its %s: %s", p->id, p->ops ? p->ops->name : "VMM", err->msg);
                 pthread_mutex_lock(&rt->lock);
                 vmm *v = TAKE_PTR(p->vmm);
-                cc_json_putp(&p->vmm_j);
+                rt_json_clear(&p->vmm_j);
                 pthread_mutex_unlock(&rt->lock);
                 vmm_free(v);
         }
@@ -201,7 +201,7 @@ void rt_pod_vm_shutdown(rt_runtime *rt, rt_pod *p)
                         log_warn("pod=%.12s stopping virtiofsd: %s", p->id, err->msg);
                 pthread_mutex_lock(&rt->lock);
                 virtiofsd *d = TAKE_PTR(p->vfsd);
-                cc_json_putp(&p->vfsd_j);
+                rt_json_clear(&p->vfsd_j);
                 pthread_mutex_unlock(&rt->lock);
                 virtiofsd_free(d);
         }

@@ -13,6 +13,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/undo.h"
+#include "net-cni/netns.h"
 #include "runtime/internal.h"
 #include "runtime/pod-etc.h"
 #include "runtime/rootfs.h"
@@ -115,12 +116,20 @@ static void undo_dirs(void *arg)
 static void undo_net(void *arg)
 {
         pod_undo *u = arg;
+        if (u->pod->lo_netns) {
+                (void)cni_netns_remove(u->pod->lo_netns, NULL);
+                free(u->pod->lo_netns);
+                u->pod->lo_netns = NULL;
+                return;
+        }
+        if (!u->pod->net)
+                return; /* a failed setup leaves nothing */
         _cleanup_error_ cc_error *err = NULL;
         if (rt_pod_net_teardown(u->rt->net, u->pod->id, u->pod->net, &err) < 0)
                 log_debug("pod=%.12s undo network: %s", u->pod->id, err->msg);
         rt_pod_net_free(u->pod->net);
         u->pod->net = NULL;
-        cc_json_putp(&u->pod->net_j);
+        rt_json_clear(&u->pod->net_j);
 }
 
 /* ---- RunPodSandbox ----------------------------------------------------------------- */
@@ -167,13 +176,24 @@ static int setup_net(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
                 .vm = p->mode == RT_POD_VM,
         };
         _cleanup_error_ cc_error *nerr = NULL;
-        if (rt_net_ready(rt->net, &nerr) < 0)
+        if (rt_net_ready(rt->net, &nerr) < 0) {
+                /* Until a CNI config exists (NetworkReady=false), pods get a
+                 * network namespace with loopback only. */
                 log_info("pod=%.12s no usable CNI configuration (%s): the pod gets loopback only", p->id,
                          nerr->msg);
+                if (cni_netns_create(rt->cfg->cni.netns_dir, p->id, &p->lo_netns, ret_err) < 0)
+                        return cc_error_prefix(ret_err, "network namespace");
+                return 0;
+        }
         if (rt_pod_net_setup(rt->net, &req, &p->net, ret_err) < 0)
                 return cc_error_prefix(ret_err, "network");
-        if (rt_pod_net_save(p->net, &p->net_j, ret_err) < 0)
+        /* A deep copy: pod-net's saved JSON shares objects with its live
+         * state, and json-c objects are not safe to share across threads. */
+        _cleanup_json_ json_object *saved = NULL;
+        if (rt_pod_net_save(p->net, &saved, ret_err) < 0)
                 return cc_error_prefix(ret_err, "network");
+        if (json_object_deep_copy(saved, &p->net_j, NULL) < 0 || !p->net_j)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
         return 0;
 }
 
@@ -288,8 +308,9 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
 
         /* network */
         if (!p->host_network && rt->net) {
+                r = setup_net(rt, p, ret_err);
                 cc_undo_push(&undo, undo_net, &pu, NULL);
-                if ((r = setup_net(rt, p, ret_err)) < 0)
+                if (r < 0)
                         goto fail;
         }
 
@@ -356,6 +377,11 @@ static int pod_stop_locked(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
                 rt_ctr_io_free(io);
         }
         rt_pod_vm_shutdown(rt, p);
+        if (p->lo_netns) {
+                _cleanup_error_ cc_error *err = NULL;
+                if (cni_netns_remove(p->lo_netns, &err) < 0)
+                        log_warn("pod=%.12s %s", p->id, err->msg);
+        }
         if (p->net || p->net_j) {
                 _cleanup_error_ cc_error *err = NULL;
                 if (rt_pod_net_teardown(rt->net, p->id, p->net, &err) < 0) {
@@ -404,6 +430,8 @@ int rt_pod_remove(rt_runtime *rt, const char *id, cc_error **ret_err)
                 r = pod_stop_locked(rt, p, ret_err);
         else if (p->net || p->net_j)
                 (void)rt_pod_net_teardown(rt->net, p->id, p->net, NULL);
+        else if (p->lo_netns)
+                (void)cni_netns_remove(p->lo_netns, NULL);
         if (r == 0) {
                 rt_ctr **l = NULL;
                 size_t n = 0;
@@ -483,7 +511,7 @@ static rt_pod_info *pod_info(rt_runtime *rt, rt_pod *p)
         bool ok = i->id && i->config && i->runtime_handler && i->ip && i->extra_ips;
         for (size_t k = 0; ok && k < ne; k++)
                 ok = (i->extra_ips[k] = strdup(p->net->extra_ips[k])) != NULL;
-        i->netns_path = rt_strdup0(p->net ? p->net->netns_path : "");
+        i->netns_path = rt_strdup0(p->net ? p->net->netns_path : p->lo_netns);
         i->host_network = p->host_network;
         i->host_pid = p->host_pid;
         i->host_ipc = p->host_ipc;

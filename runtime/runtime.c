@@ -476,8 +476,12 @@ static void load_pod_dir(rt_runtime *rt, const char *id)
                 return;
         }
         if (net_j) {
+                /* pod-net keeps parts of what it loads: give it its own copy */
                 _cleanup_error_ cc_error *e = NULL;
-                if (rt_pod_net_load(net_j, &p->net, &e) < 0)
+                _cleanup_json_ json_object *copy = NULL;
+                if (json_object_deep_copy(net_j, &copy, NULL) < 0 || !copy)
+                        log_warn("pod=%.12s network record: out of memory", p->id);
+                else if (rt_pod_net_load(copy, &p->net, &e) < 0)
                         log_warn("pod=%.12s network record: %s", p->id, e->msg);
                 p->net_j = json_object_get(net_j);
         }

@@ -210,6 +210,7 @@ void rt_pod_free(rt_pod *p)
         cc_json_putp(&p->vfsd_j);
         cc_json_putp(&p->net_j);
         free(p->handler);
+        free(p->lo_netns);
         free(p->run_dir);
         free(p->rec_dir);
         free(p->share_dir);
@@ -281,6 +282,8 @@ int rt_state_save_pod(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
         add_ref(o, "vmm", p->vmm_j);
         add_ref(o, "virtiofsd", p->vfsd_j);
         add_ref(o, "net", p->net_j);
+        if (p->lo_netns)
+                add_str(o, "loopback_netns", p->lo_netns);
         pthread_mutex_unlock(&rt->lock);
         int r = 0;
         if (!cfg)
@@ -313,6 +316,7 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
                 return cc_error_set(ret_err, -EPROTONOSUPPORT, "%s: record version %lld is not supported (%d is)",
                                     path, (long long)version, RT_STATE_VERSION);
         const char *id = NULL, *cfg = NULL, *handler = "", *state = NULL, *mode = NULL, *backend = NULL;
+        const char *lo_netns = NULL;
         int64_t created = 0, vcpus = 0, mem = 0;
         bool hn = false, hp = false, hi = false;
         if (cc_json_get_string(o, "id", false, &id, ret_err) < 0 ||
@@ -321,6 +325,7 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
             cc_json_get_string(o, "state", false, &state, ret_err) < 0 ||
             cc_json_get_string(o, "mode", false, &mode, ret_err) < 0 ||
             cc_json_get_string(o, "backend", true, &backend, ret_err) < 0 ||
+            cc_json_get_string(o, "loopback_netns", true, &lo_netns, ret_err) < 0 ||
             cc_json_get_int64(o, "created_at_ns", false, &created, ret_err) < 0 ||
             cc_json_get_int64(o, "vcpus", true, &vcpus, ret_err) < 0 ||
             cc_json_get_int64(o, "memory_mib", true, &mem, ret_err) < 0 ||
@@ -336,6 +341,8 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
                 return bad(ret_err, path, "unknown state or mode");
         if (vcpus < 0 || vcpus > 1024 || mem < 0 || mem > (1 << 24))
                 return bad(ret_err, path, "VM size out of range");
+        if (lo_netns && (lo_netns[0] != '/' || strstr(lo_netns, "/../") || !strstr(lo_netns, id)))
+                return bad(ret_err, path, "bad netns path");
         rt_pod *p = rt_pod_new();
         if (!p)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
@@ -351,6 +358,7 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
         p->vcpus = (int)vcpus;
         p->memory_mib = (int)mem;
         p->ops = backend ? rt_ops_by_name(rt, backend) : NULL;
+        p->lo_netns = lo_netns ? strdup(lo_netns) : NULL;
         if (!p->config || !p->config->metadata) {
                 rt_pod_free(p);
                 return bad(ret_err, path, "damaged config");
