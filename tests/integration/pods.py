@@ -108,6 +108,13 @@ def mounts_under(*prefixes):
     return lines
 
 
+def children(pid):
+    out = []
+    for t in pathlib.Path("/proc/%d/task" % pid).glob("*/children"):
+        out += [int(x) for x in t.read_text().split()]
+    return out
+
+
 def pid_alive(pid):
     if not pid:
         return False
@@ -148,6 +155,19 @@ def parse_log(path):
         assert m, "not a CRI log line: %r" % line[:200]
         recs.append(m.groups())
     return recs
+
+
+def ts_ns(ts):
+    """An RFC 3339 timestamp with up to 9 fraction digits (RFC3339Nano
+    trims trailing zeros, so the strings do not sort) → ns since the epoch."""
+    import calendar
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|([+-])(\d\d):(\d\d))$", ts)
+    assert m, ts
+    secs = calendar.timegm(tuple(int(m.group(i)) for i in range(1, 7)))
+    if m.group(8) != "Z":
+        off = int(m.group(10)) * 3600 + int(m.group(11)) * 60
+        secs -= off if m.group(9) == "+" else -off
+    return secs * 10**9 + int((m.group(7) or "0").ljust(9, "0"))
 
 
 def log_lines(path, stream=None):
@@ -256,10 +276,10 @@ class PodEnv:
         if i >= 0:
             j = text.rfind("\n", 0, max(0, i - 1500))
             tail = text[j + 1:i + 200] + "\n...\n"
-            k = max(text.find("in raise", i), text.find("__pthread_kill_implementation", i),
-                    text.find("in __GI_raise", i))
+            m = re.match(r"Thread (\d+) ", text[text.rfind("\n", 0, i) + 1:])
+            k = text.find("\nThread %s (" % m.group(1), i) if m else -1
             if k >= 0:
-                tail += text[text.rfind("\nThread ", 0, k) + 1:k + 2500]
+                tail += text[k + 1:k + 3000]
         try:
             self.ch.close()
         except Exception:
@@ -272,6 +292,10 @@ class PodEnv:
         """Kills cocoond (SIGKILL by default: no chance to clean up) and
         starts it again on the same config and state."""
         self.ch.close()
+        if isinstance(self.daemon, GdbDaemon):
+            # The daemon is gdb's child: signal cocoond itself, then gdb.
+            for child in children(self.daemon.proc.pid):
+                os.kill(child, sig)
         self.daemon.proc.send_signal(sig)
         self.daemon.proc.wait(30)
         self.daemon.start()
