@@ -30,9 +30,8 @@
 #define RT_STATE_VERSION 1
 #define RT_CALL_TIMEOUT_MS 30000           /* default agent call timeout */
 
-/* The host-mode backend (runtime/vmm-host.c). Weak so the runtime links
- * before it exists; host mode is then refused with -EOPNOTSUPP. */
-extern const vmm_ops vmm_host_ops __attribute__((weak));
+/* The host-mode backend (runtime/vmm-host.c). */
+extern const vmm_ops vmm_host_ops;
 
 typedef struct rt_pod rt_pod;
 typedef struct rt_ctr rt_ctr;

@@ -23,7 +23,7 @@ const vmm_ops *rt_ops_by_name(rt_runtime *rt, const char *name)
                 return rt->host_ops;
         if (strcmp(vmm_qemu_ops.name, name) == 0)
                 return &vmm_qemu_ops;
-        if (&vmm_host_ops && strcmp(vmm_host_ops.name, name) == 0)
+        if (strcmp(vmm_host_ops.name, name) == 0)
                 return &vmm_host_ops;
         return NULL;
 }

@@ -572,7 +572,7 @@ int rt_runtime_open_opts(cc_config *cfg, image_db *images, rt_net *net, const rt
         rt->images = images;
         rt->net = net;
         rt->vm_ops = o && o->vm_ops ? o->vm_ops : &vmm_qemu_ops;
-        rt->host_ops = o && o->host_ops ? o->host_ops : (&vmm_host_ops ? &vmm_host_ops : NULL);
+        rt->host_ops = o && o->host_ops ? o->host_ops : &vmm_host_ops;
         rt->agent_timeout_ms = (int)cfg->vm.agent_timeout * 1000;
         rt->stop_timeout_ms = 10000;
         rt->epfd = rt->wake_fd = -1;
