@@ -632,6 +632,14 @@ static bool blob_referenced(image_db *db, const char *digest)
         return false;
 }
 
+bool image_db_blob_referenced(image_db *db, const char *digest)
+{
+        pthread_mutex_lock(&db->lock);
+        bool r = blob_referenced(db, digest);
+        pthread_mutex_unlock(&db->lock);
+        return r;
+}
+
 static bool chain_referenced(image_db *db, const char *chain_id)
 {
         for (size_t i = 0; i < db->n; i++)

@@ -71,5 +71,9 @@ void image_info_list_free(image_info **list, size_t n);
  * layers no remaining image references and no container uses. */
 int image_db_remove(image_db *db, const char *spec, bool *ret_removed, cc_error **ret_err);
 
+/* True if some image record references blob `digest` (as its config,
+ * manifest, a layer or the digest of a repo digest). */
+bool image_db_blob_referenced(image_db *db, const char *digest);
+
 /* Number of damaged records found at open (for Status/logs). */
 size_t image_db_n_damaged(image_db *db);

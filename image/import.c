@@ -14,7 +14,9 @@
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "image/commit.h"
+#include "image/images.h"
 #include "image/manifest.h"
 #include "image/ref.h"
 
@@ -25,7 +27,44 @@ typedef struct src {
         char *index_json;  /* tar: index.json contents */
         size_t index_len;
         bool has_layout;
+        /* Blobs this import put into the store (they were not there before).
+         * Those no image record references at the end are deleted again: a
+         * tar's other-platform manifests, blobs nothing names, or everything
+         * of a failed import. */
+        char **added;
+        size_t n_added, cap_added;
 } src;
+
+static int src_added(src *src, const char *digest)
+{
+        if (src->n_added == src->cap_added) {
+                size_t cap = src->cap_added ? 2 * src->cap_added : 16;
+                char **n = realloc(src->added, cap * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                src->added = n;
+                src->cap_added = cap;
+        }
+        if (!(src->added[src->n_added] = strdup(digest)))
+                return -ENOMEM;
+        src->n_added++;
+        return 0;
+}
+
+/* Deletes what this import added that no image references. */
+static void src_cleanup(image_store *s, image_db *db, src *src)
+{
+        for (size_t i = 0; i < src->n_added; i++) {
+                if (!image_db_blob_referenced(db, src->added[i])) {
+                        log_debug("import: dropping unreferenced blob %s", src->added[i]);
+                        image_store_delete(s, src->added[i], NULL);
+                }
+                free(src->added[i]);
+        }
+        free(src->added);
+        src->added = NULL;
+        src->n_added = src->cap_added = 0;
+}
 
 static bool hex64(const char *s)
 {
@@ -38,7 +77,8 @@ static bool hex64(const char *s)
 }
 
 /* Streams fd into the store as `digest` (size checked), unless present. */
-static int ingest_fd(image_store *s, int fd, const char *digest, int64_t size, cc_error **ret_err)
+static int ingest_fd(image_store *s, src *src, int fd, const char *digest, int64_t size,
+                     cc_error **ret_err)
 {
         _cleanup_(image_ingest_abortp) image_ingest *w = NULL;
         int r = image_store_ingest_begin(s, digest, size, &w, ret_err);
@@ -56,11 +96,18 @@ static int ingest_fd(image_store *s, int fd, const char *digest, int64_t size, c
                 if (image_ingest_write(w, buf, (size_t)n, ret_err) < 0)
                         return -EBADMSG;
         }
-        return image_ingest_commit(TAKE_PTR(w), ret_err);
+        r = image_ingest_commit(TAKE_PTR(w), ret_err);
+        if (r < 0)
+                return r;
+        if (src_added(src, digest) < 0) {
+                image_store_delete(s, digest, NULL);
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        }
+        return 0;
 }
 
 /* Directory layouts: copy the blob the descriptor names into the store. */
-static int fetch_blob(image_store *s, const src *src, const char *digest, int64_t size,
+static int fetch_blob(image_store *s, src *src, const char *digest, int64_t size,
                       cc_error **ret_err)
 {
         if (image_store_has(s, digest) == 1)
@@ -73,7 +120,7 @@ static int fetch_blob(image_store *s, const src *src, const char *digest, int64_
         _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return cc_error_errno(ret_err, "open '%s'", p);
-        return ingest_fd(s, fd, digest, size, ret_err);
+        return ingest_fd(s, src, fd, digest, size, ret_err);
 }
 
 /* Tar layouts: ingest every blobs/sha256/<hex> entry, keep index.json. */
@@ -151,6 +198,11 @@ static int read_tar(image_store *s, const char *path, src *src, cc_error **ret_e
                         r = cc_error_prefix(ret_err, "%s", path);
                         goto out;
                 }
+                if (src_added(src, digest) < 0) {
+                        image_store_delete(s, digest, NULL);
+                        r = cc_error_set(ret_err, -ENOMEM, "out of memory");
+                        goto out;
+                }
         }
         if (ar != ARCHIVE_EOF)
                 r = cc_error_set(ret_err, -EIO, "%s: %s", path, archive_error_string(a));
@@ -198,36 +250,36 @@ static int entry_name(json_object *desc, const image_import_opts *opts, char **r
         return 0;
 }
 
-int image_import(image_store *s, image_db *db, const char *path, const image_import_opts *opts,
-                 char ***ret_ids, cc_error **ret_err)
+static int import_layout(image_store *s, image_db *db, const char *path,
+                         const image_import_opts *opts, src *src, char ***ret_ids,
+                         cc_error **ret_err)
 {
         struct stat st;
         if (stat(path, &st) < 0)
                 return cc_error_errno(ret_err, "import '%s'", path);
-        src src = { 0 };
         _cleanup_free_ char *index_buf = NULL;
         int r;
         if (S_ISDIR(st.st_mode)) {
-                src.dir = path;
+                src->dir = path;
                 _cleanup_free_ char *lp = NULL, *ip = NULL, *layout = NULL;
                 if (asprintf(&lp, "%s/oci-layout", path) < 0 || asprintf(&ip, "%s/index.json", path) < 0)
                         return -ENOMEM;
                 if (cc_read_file(lp, 4096, &layout, NULL, ret_err) < 0)
                         return cc_error_prefix(ret_err, "'%s' is not an OCI image layout", path);
-                src.has_layout = strstr(layout, "imageLayoutVersion") != NULL;
-                if (cc_read_file(ip, INDEX_MAX, &index_buf, &src.index_len, ret_err) < 0)
+                src->has_layout = strstr(layout, "imageLayoutVersion") != NULL;
+                if (cc_read_file(ip, INDEX_MAX, &index_buf, &src->index_len, ret_err) < 0)
                         return cc_error_prefix(ret_err, "'%s' is not an OCI image layout", path);
         } else {
-                r = read_tar(s, path, &src, ret_err);
-                index_buf = src.index_json;
+                r = read_tar(s, path, src, ret_err);
+                index_buf = src->index_json;
                 if (r < 0)
                         return r;
                 if (!index_buf)
                         return cc_error_set(ret_err, -EINVAL, "'%s' has no index.json: not an OCI image layout", path);
         }
-        if (!src.has_layout)
+        if (!src->has_layout)
                 return cc_error_set(ret_err, -EINVAL, "'%s': missing or invalid oci-layout file", path);
-        _cleanup_json_ json_object *idx = cc_json_parse(index_buf, src.index_len, INDEX_MAX, 32, "index.json", ret_err);
+        _cleanup_json_ json_object *idx = cc_json_parse(index_buf, src->index_len, INDEX_MAX, 32, "index.json", ret_err);
         if (!idx)
                 return -EINVAL;
         json_object *mans = cc_json_get_typed(idx, "manifests", json_type_array);
@@ -251,7 +303,7 @@ int image_import(image_store *s, image_db *db, const char *path, const image_imp
                 _cleanup_free_ char *tag = NULL;
                 if (entry_name(desc, opts, &tag, ret_err) < 0)
                         return cc_error_prefix(ret_err, "%s", path);
-                if (fetch_blob(s, &src, digest, size, ret_err) < 0)
+                if (fetch_blob(s, src, digest, size, ret_err) < 0)
                         return cc_error_prefix(ret_err, "%s", path);
                 char manifest_digest[72];
                 snprintf(manifest_digest, sizeof(manifest_digest), "%s", digest);
@@ -264,7 +316,7 @@ int image_import(image_store *s, image_db *db, const char *path, const image_imp
                             image_index_parse(ib, il, &sub, ret_err) < 0 ||
                             image_index_select(sub, NULL, &pick, ret_err) < 0)
                                 return cc_error_prefix(ret_err, "%s: %s", path, digest);
-                        if (fetch_blob(s, &src, pick->digest, pick->size, ret_err) < 0)
+                        if (fetch_blob(s, src, pick->digest, pick->size, ret_err) < 0)
                                 return cc_error_prefix(ret_err, "%s", path);
                         snprintf(manifest_digest, sizeof(manifest_digest), "%s", pick->digest);
                 }
@@ -274,10 +326,10 @@ int image_import(image_store *s, image_db *db, const char *path, const image_imp
                 if (image_store_read_blob(s, manifest_digest, INDEX_MAX, &mb, &ml, ret_err) < 0 ||
                     image_manifest_parse(mb, ml, &m, ret_err) < 0)
                         return cc_error_prefix(ret_err, "%s: manifest %s", path, manifest_digest);
-                if (fetch_blob(s, &src, m->config.digest, m->config.size, ret_err) < 0)
+                if (fetch_blob(s, src, m->config.digest, m->config.size, ret_err) < 0)
                         return cc_error_prefix(ret_err, "%s", path);
                 for (size_t l = 0; l < m->n_layers; l++)
-                        if (fetch_blob(s, &src, m->layers[l].digest, m->layers[l].size, ret_err) < 0)
+                        if (fetch_blob(s, src, m->layers[l].digest, m->layers[l].size, ret_err) < 0)
                                 return cc_error_prefix(ret_err, "%s", path);
                 _cleanup_free_ char *repo_digest = NULL;
                 if (tag) {
@@ -293,4 +345,13 @@ int image_import(image_store *s, image_db *db, const char *path, const image_imp
         }
         *ret_ids = TAKE_PTR(ids);
         return 0;
+}
+
+int image_import(image_store *s, image_db *db, const char *path, const image_import_opts *opts,
+                 char ***ret_ids, cc_error **ret_err)
+{
+        src src = { 0 };
+        int r = import_layout(s, db, path, opts, &src, ret_ids, ret_err);
+        src_cleanup(s, db, &src);
+        return r;
 }

@@ -347,6 +347,15 @@ char *image_ref_familiar(const image_ref *ref)
 {
         const char *domain = ref->domain, *path = ref->path;
         bool hub = !strcmp(domain, DEFAULT_DOMAIN);
+        /* "docker.io/r.io/x" stays as is: "r.io/x" would name registry r.io
+         * (docker's familiar form has that ambiguity; found by fuzz-ref). */
+        const char *slash = strchr(path, '/');
+        if (hub && slash) {
+                size_t n = (size_t)(slash - path);
+                if ((n == 9 && !strncmp(path, "localhost", 9)) || memchr(path, '.', n) ||
+                    memchr(path, ':', n))
+                        hub = false;
+        }
         if (hub && !strncmp(path, OFFICIAL_PREFIX, strlen(OFFICIAL_PREFIX)) &&
             !strchr(path + strlen(OFFICIAL_PREFIX), '/'))
                 path += strlen(OFFICIAL_PREFIX);

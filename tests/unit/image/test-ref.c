@@ -206,6 +206,20 @@ static void test_helpers(void **state)
         assert_string_equal(s, "library/a/b:latest");
         free(s);
         image_ref_free(r);
+        /* A Docker Hub repository whose first component looks like a host
+         * keeps docker.io/ (else it would name another registry). */
+        const char *const hosty[] = { "docker.io/r.io/x:latest", "docker.io/localhost/x:latest", NULL };
+        for (size_t i = 0; hosty[i]; i++) {
+                assert_int_equal(image_ref_parse(hosty[i], &r, NULL), 0);
+                s = image_ref_familiar(r);
+                assert_string_equal(s, hosty[i]);
+                image_ref *back = NULL;
+                assert_int_equal(image_ref_parse(s, &back, NULL), 0);
+                assert_string_equal(back->domain, "docker.io");
+                image_ref_free(back);
+                free(s);
+                image_ref_free(r);
+        }
 }
 
 int main(void)
