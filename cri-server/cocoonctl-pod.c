@@ -30,11 +30,15 @@ static int slow(const ctl *c)
         return c->timeout_set ? c->timeout_ms : SLOW_MS;
 }
 
+/* The first 13 characters (crictl's width). Two buffers in turn: a line
+ * may show two ids. */
 static const char *short_id(const char *id)
 {
-        static __thread char buf[14];
-        snprintf(buf, sizeof(buf), "%.13s", id ? id : "");
-        return buf;
+        static __thread char buf[2][14];
+        static __thread int turn;
+        turn ^= 1;
+        snprintf(buf[turn], sizeof(buf[turn]), "%.13s", id ? id : "");
+        return buf[turn];
 }
 
 static void fmt_age(int64_t created_ns, char *buf, size_t n)
