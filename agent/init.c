@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,14 @@ static void module_list_free(module_list *l)
 static void *late_modules_main(void *arg)
 {
         module_list *l = arg;
+        /* Idle priority: with one vCPU these loads would otherwise compete
+         * with the kernel work that announces the virtio-serial port (the
+         * control queue's work item) and with the agent answering its first
+         * requests. The modules still load whenever nothing else runs. */
+        struct sched_param sp = { 0 };
+        int r = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+        if (r != 0)
+                log_debug("late modules: SCHED_IDLE: %s", strerror(r));
         for (size_t i = l->next; i < l->n; i++)
                 load_module(l->v[i]);
         module_list_free(l);
