@@ -211,6 +211,7 @@ class PodEnv:
         self.logs = self.tmp / "logs"
         self.logs.mkdir(exist_ok=True)
         self.state_dir = self.tmp / "state"
+        self.created = []  # pod ids run_pod returned, for cleanup after a failed test
         conf = self.tmp / "cni-conf" / "10-cocoon-test.conflist"
         self.network = json.loads(conf.read_text()) if conf.exists() else None
         self.connect()
@@ -343,6 +344,7 @@ class PodEnv:
         cfg = self.pod_config(name, **kw)
         r = self.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg, runtime_handler=handler),
                                   timeout=RPC_TIMEOUT)
+        self.created.append(r.pod_sandbox_id)
         return r.pod_sandbox_id, cfg
 
     def create(self, pod_id, pod_cfg, name, command, **kw):
@@ -438,8 +440,10 @@ class PodEnv:
         """What pods of this daemon may leave on the host: processes naming
         its directories, mounts under them, sandbox dirs, netns pins."""
         needles = (str(self.state_dir), str(self.root_dir), str(self.tmp))
-        procs = {p: c for p, c in procs_mentioning(*needles).items()
-                 if self.daemon.proc is None or p != self.daemon.proc.pid}
+        own = set()
+        if self.daemon.proc is not None and self.daemon.proc.poll() is None:
+            own = {self.daemon.proc.pid, *children(self.daemon.proc.pid)}  # cocoond (under gdb: its child)
+        procs = {p: c for p, c in procs_mentioning(*needles).items() if p not in own}
         sandboxes = []
         for d in (self.state_dir / "sandboxes", self.root_dir / "sandboxes"):
             if d.is_dir():

@@ -50,8 +50,16 @@ def daemon_alive(pod_env, request):
     """Each test starts with a running cocoond; one that crashed during a
     test is reported there (its log tail) and restarted for the next."""
     pod_env.ensure_running()
+    keep = set(pod_env.created)
     yield
     tail = pod_env.ensure_running()
+    # A failed test's pods go, so that the next tests (and the final clean
+    # check) see only their own.
+    for pod in [p for p in pod_env.created if p not in keep]:
+        try:
+            pod_env.remove_pod(pod)
+        except grpc.RpcError:
+            pass
     if tail is not None:
         pytest.fail("cocoond died during %s; its log ends:\n%s" % (request.node.name, tail), pytrace=False)
 
@@ -60,6 +68,7 @@ def daemon_alive(pod_env, request):
 def shared(pod_env):
     """A READY VM pod that tests needing "some pod" share."""
     pod, cfg = pod_env.run_pod("shared", labels={"role": "shared"})
+    pod_env.created.remove(pod)  # outlives the test that first asks for it
     yield pod, cfg
 
 
@@ -214,8 +223,9 @@ def test_log_format_partial_lines_and_exit_codes(pod_env, shared):
 # ---- two containers: shared volume, shared PID namespace ------------------
 
 # Looks for the writer's `sleep 3456` among the processes it can see (the
-# number is computed so that this script's own command line never matches).
-SEEK = ("n=$((3000+456)); i=0; r=NO-WRITER; while [ $i -lt 30 ]; do "
+# number is computed so that this script's own command line never matches);
+# 10 tries, ~0.7 s each under TCG.
+SEEK = ("n=$((3000+456)); i=0; r=NO-WRITER; while [ $i -lt 10 ]; do "
         "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done > /tmp/ps; "
         "if grep -q \"^sleep $n \" /tmp/ps; then r=SEES-WRITER; break; fi; i=$((i+1)); sleep 0.1; done; echo $r")
 
@@ -233,7 +243,7 @@ def test_two_containers_shared_volume_and_pid_namespace(pod_env):
     reader = env.run_ctr(pod, pcfg, "reader", ["sh", "-c",
                          "while [ ! -f /data/msg ]; do sleep 0.1; done; cat /data/msg; %s; "
                          "echo from-reader > /data/back" % SEEK], mounts=m, pid=POD)
-    s = env.wait_ctr(reader, C_EXITED)
+    s = env.wait_ctr(reader, C_EXITED, timeout=90)
     assert s.exit_code == 0, (s, log_lines(s.log_path))
     assert log_lines(s.log_path) == ["from-writer", "SEES-WRITER"]
     assert [(x.container_path, x.host_path, x.readonly) for x in s.mounts] == [("/data", str(vol), False)]
@@ -242,7 +252,7 @@ def test_two_containers_shared_volume_and_pid_namespace(pod_env):
     assert (vol / "back").read_text() == "from-reader\n"
     # A container of the same pod in its own PID namespace does not see it.
     loner = env.run_ctr(pod, pcfg, "loner", ["sh", "-c", SEEK], pid=CONTAINER)
-    s = env.wait_ctr(loner, C_EXITED)
+    s = env.wait_ctr(loner, C_EXITED, timeout=90)
     assert log_lines(s.log_path) == ["NO-WRITER"]
     assert env.ctr_status(writer).status.state == C_RUNNING
     env.remove_pod(pod)
