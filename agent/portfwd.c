@@ -378,6 +378,13 @@ static void pf_sweep(void)
                 pf_conn *c = &pf_conns[i];
                 if (c->state == PF_FREE)
                         continue;
+                if (c->state == PF_CONNECTING && now - c->last_call_s >= PORTFWD_CONNECT_TIMEOUT_S) {
+                        /* e.g. loopback down: the SYN went out a default route */
+                        ttrpc_call_reply_status(TAKE_PTR(c->open_call), TTRPC_CODE_UNAVAILABLE,
+                                                "connect to port %u in the pod: timed out", c->port);
+                        pf_free(c, "connect timed out");
+                        continue;
+                }
                 if ((c->reader && !ttrpc_call_is_alive(c->reader)) ||
                     (c->writer && !ttrpc_call_is_alive(c->writer)) ||
                     (c->open_call && !ttrpc_call_is_alive(c->open_call)))

@@ -12,7 +12,8 @@
  * per handle at most PORTFWD_BUF bytes buffered each way; one Read and one
  * Write in flight. When the host's connection goes away (its pending calls
  * are no longer alive) or nothing was asked of a handle for
- * PORTFWD_IDLE_S seconds, the handle is closed. */
+ * PORTFWD_IDLE_S seconds, the handle is closed. A connect that does not
+ * complete within PORTFWD_CONNECT_TIMEOUT_S fails the Open (UNAVAILABLE). */
 #pragma once
 
 #include "common/error.h"
@@ -22,6 +23,7 @@
 #define PORTFWD_BUF (1u << 20)
 #define PORTFWD_IDLE_S 600
 #define PORTFWD_SWEEP_S 5
+#define PORTFWD_CONNECT_TIMEOUT_S 10 /* checked by the sweep: 10..15 s */
 
 /* Registers Open/Write/Read/Close on s. The I/O thread starts with the first
  * Open. */

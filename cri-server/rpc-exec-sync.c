@@ -13,6 +13,10 @@
 
 #define EXEC_ARGS_MAX 4096
 #define EXEC_ARGV_BYTES_MAX (1u << 20)
+/* The kubelet receives at most 16 MiB per CRI message (and our server sends
+ * no more): stdout + stderr + framing must fit, whatever each stream's own
+ * 16 MiB cap (runtime/container.h) let through. */
+#define EXEC_SYNC_RESPONSE_MAX ((16u << 20) - 64)
 
 int cri_exec_validate_cmd(char *const *cmd, size_t n, cc_error **ret_err);
 
@@ -48,6 +52,13 @@ int cri_rpc_exec_sync(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage
                              &out, &out_len, &err, &err_len, &code, ret_err);
         if (r < 0)
                 return r;
+        if (out_len + err_len > EXEC_SYNC_RESPONSE_MAX) {
+                /* stderr keeps up to half (more if stdout is short), stdout the rest */
+                size_t keep_err = CC_MIN(err_len, CC_MAX(EXEC_SYNC_RESPONSE_MAX - CC_MIN(out_len, EXEC_SYNC_RESPONSE_MAX),
+                                                         EXEC_SYNC_RESPONSE_MAX / 2));
+                out_len = CC_MIN(out_len, EXEC_SYNC_RESPONSE_MAX - keep_err);
+                err_len = keep_err;
+        }
         Runtime__V1__ExecSyncResponse *resp = CRI_NEW(ctx, runtime__v1__exec_sync_response);
         if (out_len) {
                 resp->stdout.data = cri_alloc(ctx, out_len);
