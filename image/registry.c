@@ -1290,11 +1290,22 @@ static int req_finish(req *q, CURLcode rc, long *ret_delay_ms, cc_error **ret_er
                 return 1;
         }
         _cleanup_free_ char *msg = registry_error_message(&q->body);
-        if (status == 401)
-                return req_answer_challenge(q, ret_err);
-        if (status == 403)
-                return cc_error_set(ret_err, -EACCES, "%s: unauthorized: access denied%s%s", what,
-                                    msg ? ": " : "", msg ? msg : "");
+        /* A mirror that refuses us (it gets no credentials of ours) is
+         * skipped like one that lacks the image: the next endpoint, in the
+         * end the origin, is asked. */
+        if (status == 401) {
+                int r = req_answer_challenge(q, &err);
+                if (r >= 0)
+                        return r;
+                if (!err)
+                        cc_error_set(&err, r, "%s: unauthorized", what);
+                return req_retry_or_next(q, false, &err, ret_delay_ms, ret_err);
+        }
+        if (status == 403) {
+                cc_error_set(&err, -EACCES, "%s: unauthorized: access denied%s%s", what,
+                             msg ? ": " : "", msg ? msg : "");
+                return req_retry_or_next(q, false, &err, ret_delay_ms, ret_err);
+        }
         if (status == 404) {
                 cc_error_set(&err, -ENOENT, "%s: not found%s%s", what, msg ? ": " : "",
                              msg ? msg : "");

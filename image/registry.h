@@ -14,7 +14,10 @@
  * from the realm, with basic credentials or a refresh token if given, cached
  * per (registry, scope) until it expires) or Basic. Credentials and tokens are
  * only ever sent to the origin registry (and its token realm), never to a
- * mirror nor to the host a redirect points at, and never logged.
+ * mirror nor to the host a redirect points at, and never logged. Mirrors are
+ * asked anonymously (anonymous bearer tokens if they challenge); a mirror that
+ * answers 401/403, like one that answers 404, is passed over for the next
+ * endpoint (containerd's behaviour: CRI credentials are for the origin).
  *
  * Transient failures (connection refused/reset, timeouts, 429, 5xx) are
  * retried with exponential backoff a bounded number of times per endpoint,

@@ -170,6 +170,41 @@ def test_mirror_gets_no_credentials(tokreg, tmp_path):
         mirror.stop()
 
 
+def test_mirror_that_wants_credentials_is_skipped_for_the_origin(tokreg, tmp_path):
+    """Mirrors get none of the CRI credentials: one that asks for them (Basic,
+    or a bearer token its realm only gives to known users) is passed over and
+    the origin, which gets them, serves the pull."""
+    ts, reg, img = tokreg
+    basic = Registry(tmp_path / "m-basic", htpasswd=("m", "mpw")).start()
+    ts2 = TokenServer(tmp_path / "tok2", users={"m": "mpw"}, refresh_tokens={"rt-m": "m"})
+    bearer = Registry(tmp_path / "m-bearer", token=ts2).start()
+    pb_, pt = Proxy(basic.port), Proxy(bearer.port)
+    try:
+        basic.push(img["layout"], "v1", "auth/bb")
+        bearer.push(img["layout"], "v1", "auth/bb", creds=("m", "mpw"))
+        ts.requests.clear()
+        ts2.requests.clear()
+        out = pull(tmp_path / "s", "%s/auth/bb:v1" % reg.host, "--identity-token", REFRESH,
+                   "--mirror", "http://%s" % pb_.host, "--mirror", "http://%s" % pt.host)
+        assert_image(out, img, tmp_path / "s")
+        for px in (pb_, pt):
+            mine = [r for r in px.log if r["agent"].startswith("cocoon/")]
+            assert mine and not any(r["auth"] for r in mine), mine
+            assert {r["status"] for r in mine} == {401}, mine
+        # The bearer mirror's realm was asked anonymously, never with the token.
+        asked = ts2.requests_by("cocoon/")
+        assert asked and all(r["method"] == "GET" and r["user"] is None for r in asked), asked
+        # The origin's realm exchanged the identity token.
+        assert [r["method"] for r in cocoon_requests(ts)] == ["POST"]
+        assert "trying the next endpoint" in out["_log"]
+    finally:
+        pb_.stop()
+        pt.stop()
+        basic.stop()
+        bearer.stop()
+        ts2.stop()
+
+
 # ---- through cocoond's CRI socket ----
 
 def cri_pull(daemon, ref, auth):
