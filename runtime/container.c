@@ -143,8 +143,10 @@ static void *waiter_main(void *arg)
                 rt_pod *p = c->pod;
                 pthread_mutex_unlock(&rt->lock);
                 if (!quiet) {
+                        pthread_mutex_lock(&rt->lock);
                         const vmm_ops *ops = p->vmm ? vmm_get_ops(p->vmm) : NULL;
                         bool alive = ops && ops->alive ? ops->alive(p->vmm) : p->vmm != NULL;
+                        pthread_mutex_unlock(&rt->lock);
                         if (!alive)
                                 rt_pod_mark_dead(rt, p, p->mode == RT_POD_VM ? "pod VM exited" : "pod agent exited");
                         else if (!rt_agent_is_closed(j->a))

@@ -243,9 +243,12 @@ static void *reconnect_main(void *arg)
         free(j);
         rt_agent *a = NULL;
         _cleanup_error_ cc_error *err = NULL;
+        /* Stop/Remove wait for the dial: the VMM and its exit fd stay put. */
+        pthread_mutex_lock(&p->op_lock);
         const vmm_ops *ops = p->vmm ? vmm_get_ops(p->vmm) : NULL;
         int exit_fd = ops && ops->exit_fd ? ops->exit_fd(p->vmm) : -1;
-        int r = rt_agent_dial(&p->ep, rt->agent_timeout_ms, exit_fd, &a, &err);
+        int r = p->vmm ? rt_agent_dial(&p->ep, rt->agent_timeout_ms, exit_fd, &a, &err)
+                       : cc_error_set(&err, -ENOTCONN, "the pod was stopped");
         pthread_mutex_lock(&rt->lock);
         bool give_up = rt->closing || p->removed || p->state != RT_POD_READY;
         pthread_mutex_unlock(&rt->lock);
@@ -281,6 +284,7 @@ static void *reconnect_main(void *arg)
         log_info("pod=%.12s re-attached to its agent", p->id);
         rt_agent_unref(a);
 out:
+        pthread_mutex_unlock(&p->op_lock);
         rt_pod_unref(rt, p);
         rt_thread_done(rt);
         return NULL;

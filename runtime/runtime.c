@@ -414,7 +414,10 @@ static void *watcher_main(void *arg)
                         rt_pod_ref(p);
                         unwatch_locked(rt, p);
                         pthread_mutex_unlock(&rt->lock);
-                        if (kind == WATCH_AGENT && vmm_is_alive(p)) {
+                        pthread_mutex_lock(&rt->lock);
+                        bool alive = vmm_is_alive(p);
+                        pthread_mutex_unlock(&rt->lock);
+                        if (kind == WATCH_AGENT && alive) {
                                 /* The guest is still there: a lost connection, not a
                                  * dead pod. Waiters fail; dial again. */
                                 log_warn("pod=%.12s lost its agent connection; reconnecting", p->id);
