@@ -481,7 +481,12 @@ def test_plugin_failure_leaves_nothing(fail_env, kind):
     # Wait for the daemon to have read this config (the bridge spy has not
     # run yet, so a "missing" config may stay NetworkReady=false).
     time.sleep(0.5)
-    env.network_condition()
+    if kind == "missing":
+        # Status says why (the config is there, its plugin is not).
+        c = env.wait_network_ready(False)
+        assert name in c.message and c.reason, c
+    else:
+        env.wait_network_ready(True)
     before = env.snapshot()
     calls0 = len(env.cni_calls())
     hport = free_port()
@@ -493,9 +498,11 @@ def test_plugin_failure_leaves_nothing(fail_env, kind):
         code, msg = e.code(), e.details()
     else:
         info = env.pod_info(pod)
+        ip = env.pod_status(pod).status.network.ip
         env.remove_pod(pod)
         env.assert_pod_gone(pod, info)
-        raise AssertionError("RunPodSandbox succeeded with a %s plugin %s (ip %r)" % (kind, name, info.get("ip")))
+        raise AssertionError("RunPodSandbox succeeded with a %s plugin %s (pod IP %r%s)"
+                             % (kind, name, ip, ": loopback only" if not ip else ""))
     took = time.monotonic() - t0
     assert name in msg, (code, msg)
     if kind == "fails":
