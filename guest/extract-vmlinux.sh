@@ -138,6 +138,61 @@ fi
 has_pvh_note "$tmpdir/vmlinux" ||
 	die "$img: kernel has no XEN_ELFNOTE_PHYS32_ENTRY note (built without CONFIG_PVH?): QEMU cannot boot it directly"
 
+# ---- zero tails ----------------------------------------------------------------
+# Debian's last PT_LOAD segment carries .bss and .brk as file bytes (filesz ==
+# memsz, 11.3 MiB of zeros) because a PROGBITS section (.init.scratch, itself
+# all zeros) follows them. QEMU keeps the whole file image of every segment
+# mapped for the VM's lifetime (its ROM blobs, re-copied on reset), so those
+# zeros cost page cache and mapped memory in every QEMU. Where a segment's
+# file image is all zeros from the start of a NOBITS section to its end,
+# p_filesz is lowered to that point: the loader zero-fills up to p_memsz, so
+# the guest's memory image is the same byte for byte.
+le_u64() { od -A n -t u8 -j "$2" -N 8 "$1" | tr -d ' '; }
+# put_le64 FILE OFFSET VALUE: overwrite 8 bytes in place
+put_le64() {
+	pv=$3 pn=0 esc=''
+	while [ $pn -lt 8 ]; do
+		esc="$esc$(printf '\\%03o' $((pv & 255)))"
+		pv=$((pv >> 8)) pn=$((pn + 1))
+	done
+	# shellcheck disable=SC2059
+	printf "$esc" | dd of="$1" bs=1 seek="$2" count=8 conv=notrunc 2>/dev/null
+}
+trim_zero_tails() {
+	f=$1
+	phoff=$(le_u64 "$f" 32)
+	phentsize=$(le_u16 "$f" 54)
+	phnum=$(le_u16 "$f" 56)
+	# file offsets of the NOBITS sections, ascending
+	nobits=$(readelf -SW "$f" | sed -n 's/^ *\[ *[0-9]*\] *//p' |
+		awk '$2 == "NOBITS" { print strtonum("0x" $4) }' 2>/dev/null | sort -n -u)
+	if [ -z "$nobits" ]; then
+		# mawk has no strtonum: convert with the shell
+		nobits=$(readelf -SW "$f" | sed -n 's/^ *\[ *[0-9]*\] *//p' |
+			awk '$2 == "NOBITS" { print $4 }' | while read -r h; do echo $((0x$h)); done | sort -n -u)
+	fi
+	i=0
+	while [ "$i" -lt "$phnum" ]; do
+		ph=$((phoff + i * phentsize))
+		i=$((i + 1))
+		[ "$(le_u32 "$f" "$ph")" = 1 ] || continue                     # PT_LOAD
+		off=$(le_u64 "$f" $((ph + 8)))
+		filesz=$(le_u64 "$f" $((ph + 32)))
+		end=$((off + filesz))
+		for c in $nobits; do
+			[ "$c" -gt "$off" ] && [ "$c" -lt "$end" ] || continue
+			[ $((end - c)) -ge 65536 ] || continue
+			if tail -c +$((c + 1)) "$f" | head -c $((end - c)) | cmp -s -n $((end - c)) - /dev/zero; then
+				put_le64 "$f" $((ph + 32)) $((c - off))
+				[ "$(le_u64 "$f" $((ph + 32)))" = $((c - off)) ] || die "cannot rewrite p_filesz"
+				echo "$me: segment at file offset $off: $((end - c)) zero bytes left to the loader" >&2
+				break
+			fi
+		done
+	done
+}
+trim_zero_tails "$tmpdir/vmlinux"
+
 mv -f "$tmpdir/vmlinux" "$out.tmp.$$"
 chmod 0644 "$out.tmp.$$"
 mv -f "$out.tmp.$$" "$out"
