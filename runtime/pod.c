@@ -4,6 +4,7 @@
  * agent dial) is runtime/pod-vm.c. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,17 @@ static int create_sandbox(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
         return 0;
 }
 
+/* The guest boots with lo down; the pod's containers share the VM's network
+ * namespace and talk over localhost. (IPv6 adds ::1 by itself once lo is up.) */
+static int guest_loopback_up(rt_pod *p, cc_error **ret_err)
+{
+        rt_agent_ip ip = { .family = AF_INET, .addr = "127.0.0.1", .prefixlen = 8 };
+        rt_agent_iface lo = { .name = "lo", .mac = "", .mtu = 0 /* keep */, .ips = &ip, .n_ips = 1 };
+        if (rt_agent_update_interface(p->agent, &lo, 0, ret_err) < 0)
+                return cc_error_prefix(ret_err, "guest loopback");
+        return 0;
+}
+
 int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, const char *runtime_handler,
                char **ret_id, cc_error **ret_err)
 {
@@ -324,6 +336,8 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
         if ((r = rt_pod_vm_boot(rt, p, &undo, ret_err)) < 0)
                 goto fail;
         if ((r = create_sandbox(rt, p, ret_err)) < 0)
+                goto fail;
+        if (p->mode == RT_POD_VM && (r = guest_loopback_up(p, ret_err)) < 0)
                 goto fail;
         if (p->net && p->mode == RT_POD_VM && (r = rt_pod_net_configure_guest(p->net, p->agent, ret_err)) < 0) {
                 cc_error_prefix(ret_err, "guest network");
