@@ -137,6 +137,14 @@ def cmd_podstart(a):
     rows = []
     for i in range(a.warmup + a.rounds):
         pod, cid, t = start_pod(pb, rt, a.logdir, "ps-%d" % i, a.image, a.handler)
+        if i == 0:
+            r = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True), timeout=60)
+            try:
+                info = json.loads(r.info.get("info", "{}"))
+            except ValueError:
+                info = {}
+            if info.get("accel"):
+                print("ACCEL %s" % info["accel"], flush=True)
         st = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=60).status
         if st.state != pb.CONTAINER_RUNNING:
             sys.exit("podclient: round %d: container is %s, not RUNNING" % (i, pb.ContainerState.Name(st.state)))
@@ -177,7 +185,7 @@ def cmd_mem(a):
             pod, cid, _ = start_pod(pb, rt, a.logdir, "mem-%d" % i, a.image, a.handler)
             pods.append((pod, cid))
         time.sleep(a.settle)
-        per_pod = []
+        per_pod, parts = [], []
         for pod, cid in pods:
             info = json.loads(rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True),
                                                   timeout=60).info["info"])
@@ -192,10 +200,13 @@ def cmd_mem(a):
                 pids = [ppid(pause), pause, cinfo["pid"]]
             kib = [pss_kib(p) for p in pids]
             per_pod.append(sum(kib))
+            parts.append(kib)
             print("POD %s pids=%s pss_kib=%s" % (pod[:12], ",".join(map(str, pids)), ",".join(map(str, kib))),
                   flush=True)
-        print("RESULT mean_pss_kib=%d min_pss_kib=%d max_pss_kib=%d pods=%d"
-              % (statistics.mean(per_pod), min(per_pod), max(per_pod), len(per_pod)))
+        names = ["vmm", "virtiofsd"] if a.kind == "cocoon" else ["shim", "pause", "container"]
+        split = ",".join("%s:%d" % (n, statistics.mean(k[i] for k in parts)) for i, n in enumerate(names))
+        print("RESULT mean_pss_kib=%d min_pss_kib=%d max_pss_kib=%d pods=%d split_kib=%s"
+              % (statistics.mean(per_pod), min(per_pod), max(per_pod), len(per_pod), split))
     finally:
         for pod, _ in pods:
             try:

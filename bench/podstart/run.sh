@@ -70,6 +70,7 @@ if [ "$ONLY" != containerd ] && { [ -z "${KERNEL:-}" ] || [ -z "${INITRD:-}" ]; 
 fi
 
 WORK=
+STATE=
 DAEMON_PID=
 BRIDGES=
 HOST_CTR_BEFORE=$(daemons_host_ctr_dirs)
@@ -80,7 +81,7 @@ cleanup() {
         daemons_stop_pid "$DAEMON_PID"
         if [ -n "$WORK" ] && [ -d "$WORK" ]; then
                 # Pods a failed run left: their processes name the work dir.
-                for p in $(grep -l -s -F "$WORK" /proc/[0-9]*/cmdline | cut -d/ -f3); do
+                for p in $(grep -l -s -F -e "$WORK" ${STATE:+-e "$STATE"} /proc/[0-9]*/cmdline | cut -d/ -f3); do
                         [ "$p" != $$ ] && kill -KILL "$p" 2>/dev/null || true
                 done
                 daemons_umount_below "$WORK"
@@ -88,6 +89,10 @@ cleanup() {
                         [ -e "$n" ] && { umount "$n" 2>/dev/null || true; }
                 done
                 rm -rf "$WORK"
+        fi
+        if [ -n "$STATE" ] && [ -d "$STATE" ]; then
+                daemons_umount_below "$STATE"
+                rm -rf "$STATE"
         fi
         for b in $BRIDGES; do ip link del "$b" 2>/dev/null || true; done
         if [ -z "$HOST_CTR_BEFORE" ] && [ -d /run/containerd ]; then
@@ -131,8 +136,10 @@ start_cocoond() { # DIR
         local d=$1
         daemons_cocoond_config "$d" "$d/cocoon.sock" "$(printf '[vm]\nkernel = "%s"\ninitrd = "%s"\n[runtime]\nhost_agent = "%s"\n' \
                 "$KERNEL" "$INITRD" "$AGENT")"
-        # Short state dir: sandbox dirs hold unix sockets.
-        sed -i "s|^state = .*|state = \"$d/s\"|" "$d/cocoon.toml"
+        # Short state dir: sandbox dirs (named by 64-char ids) hold unix
+        # sockets, whose paths must stay under 108 bytes.
+        STATE=$(mktemp -d /run/pss.XXXXXX)
+        sed -i "s|^state = .*|state = \"$STATE\"|" "$d/cocoon.toml"
         mkdir -p "$d/cni-conf"
         [ "$NET" = none ] || cni_conf "$d/cni-conf" pbcc0 10.231.0.0/24
         "$COCOOND" --config "$d/cocoon.toml" --log-level info >"$d/log" 2>&1 &
@@ -179,6 +186,7 @@ bench_one() { # NAME
                 die "$name: pod start failed (above)"
         }
         grep -E '^(WARMUP|ROUND)' <<<"$out" | sed "s/^/   $name /" >&2
+        R[$name/accel]=$(sed -n 's/^ACCEL //p' <<<"$out")
         line=$(grep '^RESULT' <<<"$out")
         for k in run_s create_s start_s total_s min_s max_s; do R[$name/$k]=$(get "$k" "$line"); done
         kind=cocoon
@@ -191,7 +199,8 @@ bench_one() { # NAME
                 die "$name: idle pods failed (above)"
         }
         line=$(grep '^RESULT' <<<"$out")
-        for k in mean_pss_kib min_pss_kib max_pss_kib; do R[$name/$k]=$(get "$k" "$line"); done
+        grep -E '^POD' <<<"$out" | head -n 3 | sed "s/^/   $name /" >&2
+        for k in mean_pss_kib min_pss_kib max_pss_kib split_kib; do R[$name/$k]=$(get "$k" "$line"); done
         daemons_stop_pid "$DAEMON_PID"
         DAEMON_PID=
         daemons_umount_below "$d"
@@ -200,17 +209,18 @@ bench_one() { # NAME
 echo "== pod start benchmark: cocoond (VM per pod) vs containerd 1.6 + runc, CRI"
 echo "   $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(uname -sr)  $(nproc) CPUs" \
         "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
-[ "$ONLY" = containerd ] || echo "   $("$COCOOND" --version 2>&1 | head -n 1); accel: $([ -w /dev/kvm ] && echo kvm || echo tcg);" \
-        "kernel $KERNEL; initrd $INITRD"
+[ "$ONLY" = containerd ] || echo "   $("$COCOOND" --version 2>&1 | head -n 1); kernel $KERNEL; initrd $INITRD"
 [ "$ONLY" = cocoond ] || echo "   $("$CONTAINERD" --version 2>&1 | head -n 1); $(runc --version | head -n 1)"
 echo "   image $IMAGE (busybox-static, one layer, id $IMAGE_ID) present before the runs;" \
         "network: $NET; container: sleep 3600"
+echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews TCG boots)"
 echo
 
 for n in cocoond containerd; do
         [ -z "$ONLY" ] || [ "$ONLY" = "$n" ] || continue
         bench_one "$n"
 done
+echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -225,6 +235,10 @@ for n in cocoond containerd; do
 done
 echo
 echo "   medians of $ROUNDS; PSS: cocoond = QEMU + virtiofsd per pod, containerd = shim + pause + container"
+for n in cocoond containerd; do
+        [ -n "${R[$n/split_kib]:-}" ] || continue
+        echo "   $n PSS per process, mean KiB: ${R[$n/split_kib]}${R[$n/accel]:+; VM accel: ${R[$n/accel]}}"
+done
 if [ -n "${R[cocoond/total_s]:-}" ]; then
         echo
         echo "== goals (issue 5)"
