@@ -62,6 +62,7 @@ int cri_rpc_pull_image(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessag
                 rc.mirrors = reg->mirrors;
                 rc.insecure_skip_verify = reg->insecure_skip_verify;
                 rc.plain_http = reg->plain_http;
+                rc.ca_file = reg->ca_file;
         }
         image_registry_auth auth = { 0 };
         _cleanup_free_ char *user = NULL, *pass = NULL;

@@ -11,7 +11,9 @@ out=$(mktemp -d /tmp/cocoon-fuzz.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 cd "$top"
 CFLAGS=(-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11
-        -pthread -D_GNU_SOURCE -Ulinux -I. -I"$build" -I"$build/proto")
+        -pthread -D_GNU_SOURCE -Ulinux -I. -I"$build" -I"$build/proto"
+        -DCOCOON_LIBEXECDIR='"/usr/libexec/cocoon"' -DCOCOON_SHAREDIR='"/usr/share/cocoon"'
+        -DCOCOON_SYSCONFDIR='"/etc"')
 
 # target: sources (relative to the tree or the build dir) and libraries
 declare -A SRC LIBS

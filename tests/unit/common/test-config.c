@@ -138,7 +138,9 @@ static void test_defaults(void **state)
                 if (!cc_toml_get(cc_toml_get(t, sect), dot + 1))
                         fail_msg("dump lacks %s", key);
         }
-        assert_int_equal(n, 45);
+        /* Every key is checked above; this only guards against an empty
+         * or truncated schema walk (the schema grows with each issue). */
+        assert_true(n >= 45);
         cc_config_free(NULL);
 }
 
