@@ -192,7 +192,8 @@ def cmd_logtimes(a):
                 if pid in ids:
                     cni[pid] = cni.get(pid, 0) + int(line.split(" ms=")[1].split()[0])
     for i in a.ids:
-        print("POD %s rpc_ms=%s net_host_ms=%s cni_add_ms=%s" % (i[:12], rpc.get(i), net.get(i), cni.get(i)))
+        f = lambda v: "n/a" if v is None else "%.1f" % v  # noqa: E731
+        print("POD %s rpc_ms=%s net_host_ms=%s cni_add_ms=%s" % (i[:12], f(rpc.get(i)), f(net.get(i)), f(cni.get(i))))
     if not net:
         sys.exit("netclient: no 'pod network:' lines for these pods in %s (run cocoond with --log-level debug)"
                  % a.log)
