@@ -68,6 +68,7 @@ if [ "$ONLY" != containerd ] && { [ -z "${KERNEL:-}" ] || [ -z "${INITRD:-}" ]; 
 fi
 
 WORK=
+STATE=
 DAEMON_PID=
 BRIDGES=
 HOST_CTR_BEFORE=$(daemons_host_ctr_dirs)
@@ -86,6 +87,10 @@ cleanup() {
                         [ -e "$n" ] && { umount "$n" 2>/dev/null || true; }
                 done
                 rm -rf "$WORK"
+        fi
+        if [ -n "$STATE" ] && [ -d "$STATE" ]; then
+                daemons_umount_below "$STATE"
+                rm -rf "$STATE"
         fi
         for b in $BRIDGES; do ip link del "$b" 2>/dev/null || true; done
         if [ -z "$HOST_CTR_BEFORE" ] && [ -d /run/containerd ]; then
@@ -130,7 +135,9 @@ start_cocoond() { # DIR
         daemons_cocoond_config "$d" "$d/cocoon.sock" "$(printf '[vm]\nkernel = "%s"\ninitrd = "%s"\n[runtime]\nhost_agent = "%s"\n' \
                 "$KERNEL" "$INITRD" "$AGENT")"
         # Short state dir: sandbox dirs hold unix sockets.
-        sed -i "s|^state = .*|state = \"$d/s\"|" "$d/cocoon.toml"
+        # (sandbox dir + virtiofsd.sock must fit in 107 bytes: /run/xb.XXXX).
+        STATE=$(mktemp -d /run/xb.XXXX)
+        sed -i "s|^state = .*|state = \"$STATE\"|" "$d/cocoon.toml"
         mkdir -p "$d/cni-conf"
         [ "$NET" = none ] || cni_conf "$d/cni-conf" exbcc0 10.233.0.0/24
         "$COCOOND" --config "$d/cocoon.toml" --log-level info >"$d/log" 2>&1 &
