@@ -129,8 +129,17 @@ EOF
 daemons_wait_ready() { # NAME PID SOCK LOG BINARY PROBE...
         local name=$1 pid=$2 sock=$3 log=$4 bin=$5 i
         shift 5
-        [ "$(readlink "/proc/$pid/exe" || true)" = "$(readlink -f "$bin")" ] ||
-                die "pid $pid is not $bin"
+        # The daemon was started in the background: until the shell's child
+        # has exec'd, /proc/PID/exe still names the shell. Wait for the exec.
+        local want exe
+        want=$(readlink -f "$bin")
+        for ((i = 0; i < 100; i++)); do
+                exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+                [ "$exe" = "$want" ] && break
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.05
+        done
+        [ "$exe" = "$want" ] || die "pid $pid is not $bin (it runs '$exe')"
         for ((i = 0; i < 300; i++)); do
                 if ! kill -0 "$pid" 2>/dev/null; then
                         tail -n 20 "$log" >&2
