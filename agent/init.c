@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/netlink.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 
@@ -230,6 +231,10 @@ int agent_init_pid1(cc_error **ret_err)
         mkdir(AGENT_SHARED_DIR, 0755);
         bool console = false;
         parse_cmdline(&console);
+        /* The pod's loopback: servers bound to 127.0.0.1 and port forwarding
+         * need it; nothing else brings it up in the guest. */
+        if (agent_nl_link_set(1, NULL, 0, true) < 0)
+                log_warn("cannot bring up lo");
         load_modules();
         if (console)
                 debug_console();

@@ -126,6 +126,14 @@ static int call_pb(rt_agent *a, const char *svc, const char *method, const Proto
         return r;
 }
 
+int rt_agent_call_pb(rt_agent *a, const char *service, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int timeout_ms, ProtobufCMessage **ret_resp,
+                     cc_error **ret_err)
+{
+        /* timeout_ms <= 0: none (the blocking reads of protocol extensions). */
+        return call_pb(a, service, method, req, resp_desc, timeout_ms, ret_resp, ret_err);
+}
+
 static int call_empty(rt_agent *a, const char *method, const ProtobufCMessage *req, int timeout_ms,
                       cc_error **ret_err)
 {

@@ -173,9 +173,6 @@ static int spawn(void *(*fn)(void *), void *arg)
 int rt_agent_portfwd_connect(rt_agent *a, uint16_t port, int timeout_ms, int *ret_fd,
                              cc_error **ret_err)
 {
-        if (!rt_agent_call_pb)
-                return cc_error_set(ret_err, -EOPNOTSUPP,
-                                    "port-forward: the agent client has no generic call yet");
         if (port == 0)
                 return cc_error_set(ret_err, -EINVAL, "port-forward: port 0");
         Cocoon__Agent__PortForwardOpenRequest req = COCOON__AGENT__PORT_FORWARD_OPEN_REQUEST__INIT;

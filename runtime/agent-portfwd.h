@@ -19,11 +19,3 @@
 int rt_agent_portfwd_connect(rt_agent *a, uint16_t port, int timeout_ms, int *ret_fd,
                              cc_error **ret_err);
 
-/* Generic call on the agent's ttRPC connection, for protocol extensions the
- * typed client does not wrap. Provided by runtime/agent-client.c; declared
- * weak here so the tree links until it lands (then port forwarding answers
- * -EOPNOTSUPP). */
-int rt_agent_call_pb(rt_agent *a, const char *service, const char *method,
-                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-                     int timeout_ms, ProtobufCMessage **ret_resp, cc_error **ret_err)
-        __attribute__((weak));

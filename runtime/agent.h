@@ -191,3 +191,12 @@ typedef struct rt_agent_stats {
 
 int rt_agent_stats_container(rt_agent *a, const char *ctr_id, int timeout_ms,
                              rt_agent_stats *ret, cc_error **ret_err);
+
+/* ---- protocol extensions -------------------------------------------------------- */
+/* A unary call of any service on the agent's connection (e.g. cocoon's
+ * port-forward extension, runtime/agent-portfwd.c). The caller checks the
+ * reply like every typed wrapper does. timeout_ms <= 0: no timeout.
+ * resp_desc NULL: google.protobuf.Empty. */
+int rt_agent_call_pb(rt_agent *a, const char *service, const char *method, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *resp_desc, int timeout_ms, ProtobufCMessage **ret_resp,
+                     cc_error **ret_err);
