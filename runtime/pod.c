@@ -3,6 +3,9 @@
  * ListPodSandbox (see runtime/pod.h). The machine itself (VMM, virtiofsd,
  * agent dial) is runtime/pod-vm.c. */
 #include <errno.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/undo.h"
+#include "net-cni/conf.h"
 #include "net-cni/netns.h"
 #include "runtime/internal.h"
 #include "runtime/pod-etc.h"
@@ -177,11 +181,12 @@ static int setup_net(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
                 .vm = p->mode == RT_POD_VM,
         };
         _cleanup_error_ cc_error *nerr = NULL;
-        if (rt_net_ready(rt->net, &nerr) < 0) {
+        _cleanup_netconf_ cni_netconf *conf = NULL;
+        if (cni_conf_load_dir(rt->cfg->cni.conf_dir, &conf, &nerr) == -ENOENT) {
                 /* Until a CNI config exists (NetworkReady=false), pods get a
-                 * network namespace with loopback only. */
-                log_info("pod=%.12s no usable CNI configuration (%s): the pod gets loopback only", p->id,
-                         nerr->msg);
+                 * network namespace with loopback only. (A config whose
+                 * plugins are missing is an error: rt_pod_net_setup says so.) */
+                log_info("pod=%.12s %s: the pod gets loopback only", p->id, nerr->msg);
                 if (cni_netns_create(rt->cfg->cni.netns_dir, p->id, &p->lo_netns, ret_err) < 0)
                         return cc_error_prefix(ret_err, "network namespace");
                 return 0;
@@ -505,6 +510,32 @@ static int vmm_pid_of(rt_pod *p)
         return ops && ops->pid ? ops->pid(p->vmm) : 0;
 }
 
+/* The node's address, reported as a host-network pod's IP (as the kubelet
+ * expects): the source address of the default route, else the first
+ * global IPv4 address of an interface that is up. */
+static void node_ip(char buf[INET6_ADDRSTRLEN])
+{
+        buf[0] = 0;
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(9) };
+        inet_pton(AF_INET, "192.0.2.1", &dst.sin_addr); /* TEST-NET-1: never sent to */
+        struct sockaddr_in src;
+        socklen_t sl = sizeof(src);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&dst, sizeof(dst)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&src, &sl) == 0 && src.sin_addr.s_addr != htonl(INADDR_ANY) &&
+            inet_ntop(AF_INET, &src.sin_addr, buf, INET6_ADDRSTRLEN))
+                return;
+        struct ifaddrs *ifa = NULL;
+        if (getifaddrs(&ifa) < 0)
+                return;
+        for (struct ifaddrs *i = ifa; i; i = i->ifa_next)
+                if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) &&
+                    !(i->ifa_flags & IFF_LOOPBACK) &&
+                    inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, buf, INET6_ADDRSTRLEN))
+                        break;
+        freeifaddrs(ifa);
+}
+
 /* Under rt->lock. */
 static rt_pod_info *pod_info(rt_runtime *rt, rt_pod *p)
 {
@@ -517,7 +548,10 @@ static rt_pod_info *pod_info(rt_runtime *rt, rt_pod *p)
         i->state = p->state;
         i->mode = p->mode;
         i->created_at_ns = p->created_at_ns;
-        i->ip = rt_strdup0(p->net ? p->net->ip : "");
+        char nip[INET6_ADDRSTRLEN] = "";
+        if (p->host_network && p->state == RT_POD_READY)
+                node_ip(nip);
+        i->ip = rt_strdup0(p->net ? p->net->ip : nip);
         size_t ne = 0;
         for (char **e = p->net ? p->net->extra_ips : NULL; e && *e; e++)
                 ne++;
