@@ -333,13 +333,30 @@ static void *oom_main(void *arg)
                         break;
                 }
                 log_info("pod=%.12s container=%.12s OOM-killed", j->pod->id, cid);
+                rt_ctr *late = NULL;
                 pthread_mutex_lock(&j->rt->lock);
                 for (size_t i = 0; i < j->rt->n_ctrs; i++) {
                         rt_ctr *c = j->rt->ctrs[i];
-                        if (c->pod == j->pod && strcmp(c->id, cid) == 0)
-                                c->oom_killed = true;
+                        if (c->pod != j->pod || strcmp(c->id, cid) != 0)
+                                continue;
+                        c->oom_killed = true;
+                        /* the event came after the exit was recorded */
+                        if (c->state == RT_CTR_EXITED && c->exit_code == 137 && strcmp(c->reason, "Error") == 0) {
+                                char *r = strdup("OOMKilled");
+                                if (r) {
+                                        free(c->reason);
+                                        c->reason = r;
+                                        late = rt_ctr_ref(c);
+                                }
+                        }
                 }
                 pthread_mutex_unlock(&j->rt->lock);
+                if (late) {
+                        _cleanup_error_ cc_error *e = NULL;
+                        if (rt_state_save_ctr(j->rt, late, &e) < 0)
+                                log_warn("%s", e->msg);
+                        rt_ctr_unref(j->rt, late);
+                }
         }
         rt_agent_unref(j->agent);
         rt_pod_unref(j->rt, j->pod);
