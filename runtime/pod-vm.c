@@ -3,9 +3,11 @@
  * that runs a host-side cocoon-agent), the agent connection, its re-dial
  * after a cocoond restart or a lost connection, and the OOM listener. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "common/cleanup.h"
 #include "common/json.h"
@@ -26,6 +28,11 @@ const vmm_ops *rt_ops_by_name(rt_runtime *rt, const char *name)
         if (strcmp(vmm_host_ops.name, name) == 0)
                 return &vmm_host_ops;
         return NULL;
+}
+
+static int dup_cloexec(int fd)
+{
+        return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
 static vmm_accel accel_of(cc_config_accel a)
@@ -80,6 +87,22 @@ static void vm_size(rt_runtime *rt, rt_pod *p)
         mem += cfg->vm.memory_overhead_mib;
         p->vcpus = (int)CC_MAX(1, CC_MIN(vcpus, cfg->vm.max_vcpus));
         p->memory_mib = (int)CC_MAX(64, CC_MIN(mem, cfg->vm.max_memory_mib));
+}
+
+/* An fd for rt_agent_dial's cancel_fd that turns readable when the VMM exits
+ * or the runtime closes (an epoll set over both is readable when either is);
+ * -1 if it cannot be made (then the dial runs to its timeout). */
+static int dial_cancel_fd(rt_runtime *rt, int exit_fd)
+{
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        if (ep < 0)
+                return exit_fd >= 0 ? dup_cloexec(exit_fd) : -1;
+        struct epoll_event ev = { .events = EPOLLIN };
+        if (exit_fd >= 0)
+                epoll_ctl(ep, EPOLL_CTL_ADD, exit_fd, &ev);
+        if (rt->wake_fd >= 0)
+                epoll_ctl(ep, EPOLL_CTL_ADD, rt->wake_fd, &ev);
+        return ep;
 }
 
 /* ---- boot ------------------------------------------------------------------------- */
@@ -164,8 +187,8 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                 return cc_error_prefix(ret_err, "%s", ops->name);
         if (vmm_agent_endpoint(p->vmm, &p->ep, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s: agent endpoint", ops->name);
-        int exit_fd = ops->exit_fd ? ops->exit_fd(p->vmm) : -1;
-        if (rt_agent_dial(&p->ep, rt->agent_timeout_ms, exit_fd, &p->agent, ret_err) < 0)
+        _cleanup_close_ int cancel = dial_cancel_fd(rt, ops->exit_fd ? ops->exit_fd(p->vmm) : -1);
+        if (rt_agent_dial(&p->ep, rt->agent_timeout_ms, cancel, &p->agent, ret_err) < 0)
                 return cc_error_prefix(ret_err, "agent");
         cc_undo_push(undo, undo_agent, p, NULL);
         rt_agent_set_default_timeout(p->agent, RT_CALL_TIMEOUT_MS);
@@ -246,8 +269,8 @@ static void *reconnect_main(void *arg)
         /* Stop/Remove wait for the dial: the VMM and its exit fd stay put. */
         pthread_mutex_lock(&p->op_lock);
         const vmm_ops *ops = p->vmm ? vmm_get_ops(p->vmm) : NULL;
-        int exit_fd = ops && ops->exit_fd ? ops->exit_fd(p->vmm) : -1;
-        int r = p->vmm ? rt_agent_dial(&p->ep, rt->agent_timeout_ms, exit_fd, &a, &err)
+        _cleanup_close_ int cancel = dial_cancel_fd(rt, ops && ops->exit_fd ? ops->exit_fd(p->vmm) : -1);
+        int r = p->vmm ? rt_agent_dial(&p->ep, rt->agent_timeout_ms, cancel, &a, &err)
                        : cc_error_set(&err, -ENOTCONN, "the pod was stopped");
         pthread_mutex_lock(&rt->lock);
         bool give_up = rt->closing || p->removed || p->state != RT_POD_READY;
