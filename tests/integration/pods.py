@@ -475,7 +475,12 @@ class PodEnv:
         except Exception:
             pass
         if self.daemon.proc and self.daemon.proc.poll() is None:
-            self.daemon.stop()
+            try:
+                self.daemon.stop()
+            except AssertionError:  # did not exit on SIGTERM: Daemon.stop killed it
+                pass
+            for child in children(self.daemon.proc.pid) if self.daemon.proc.poll() is None else ():
+                os.kill(child, signal.SIGKILL)
         # Last resort: nothing of ours keeps running after the tests.
         for pid in procs_mentioning(str(self.state_dir), str(self.root_dir)):
             try:
@@ -489,6 +494,8 @@ class PodEnv:
 
 
     def cleanup_dirs(self):
+        for line in reversed(mounts_under(str(self.state_dir))):
+            subprocess.run(["umount", "-l", line.split()[4]], capture_output=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
