@@ -366,7 +366,11 @@ class PodEnv:
                                         timeout=RPC_TIMEOUT)
 
     def pod_info(self, pod_id):
-        return json.loads(self.pod_status(pod_id, verbose=True).info["info"])
+        """The verbose info JSON, plus "ip" from the status (for leak checks)."""
+        r = self.pod_status(pod_id, verbose=True)
+        info = json.loads(r.info["info"])
+        info["ip"] = r.status.network.ip
+        return info
 
     def ctr_status(self, cid, verbose=False):
         return self.rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=verbose),
@@ -420,6 +424,9 @@ class PodEnv:
             out += ["process %d: %s" % kv for kv in procs_mentioning(pod_id).items()]
             with open("/proc/self/mountinfo") as f:
                 out += ["mount: " + l.strip() for l in f if pod_id in l]
+            ip = info.get("ip")
+            if ip and ip in self.allocated_ips():
+                out.append("IP %s still allocated" % ip)
             for k in ("runDir", "netns"):
                 if info.get(k) and os.path.lexists(info[k]):
                     out.append("%s %s exists" % (k, info[k]))
@@ -435,6 +442,14 @@ class PodEnv:
                 break
             time.sleep(0.2)
         assert not rest, "pod %s left behind: %r" % (pod_id[:12], rest)
+
+    def allocated_ips(self):
+        """Addresses host-local still holds for this daemon's network (its
+        dataDir has one file per allocation, named by the address)."""
+        d = self.tmp / "ipam"
+        if not d.is_dir():
+            return []
+        return sorted(f.name for f in d.rglob("*") if re.match(r"^[0-9a-f.:]+$", f.name) and ("." in f.name or ":" in f.name))
 
     def leftovers(self):
         """What pods of this daemon may leave on the host: processes naming
@@ -452,7 +467,7 @@ class PodEnv:
         # The netns dir bound onto itself (shared propagation, as iproute2
         # does for /run/netns) is the daemon's, made once, not a pod's.
         mounts = [m for m in mounts_under(*needles) if m.split()[4] != str(self.tmp / "netns")]
-        return {"procs": procs, "mounts": mounts, "sandboxes": sandboxes, "netns": netns}
+        return {"procs": procs, "mounts": mounts, "sandboxes": sandboxes, "netns": netns, "ips": self.allocated_ips()}
 
     def assert_clean(self, timeout=10):
         """Nothing of any pod is left (waits a little for processes the
