@@ -532,8 +532,8 @@ int rt_agent_destroy_sandbox(rt_agent *a, int timeout_ms, cc_error **ret_err)
 /* ---- containers ---------------------------------------------------------- */
 
 int rt_agent_create_container(rt_agent *a, const char *ctr_id, const Grpc__Spec *spec,
-                              const rt_agent_storage *storages, size_t n_storages, int timeout_ms,
-                              cc_error **ret_err)
+                              const rt_agent_storage *storages, size_t n_storages, bool sandbox_pidns,
+                              int timeout_ms, cc_error **ret_err)
 {
         Grpc__CreateContainerRequest req = GRPC__CREATE_CONTAINER_REQUEST__INIT;
         Grpc__Storage st[MAX_STORAGES], *stp[MAX_STORAGES];
@@ -552,6 +552,7 @@ int rt_agent_create_container(rt_agent *a, const char *ctr_id, const Grpc__Spec 
         req.oci = (Grpc__Spec *)spec;
         req.storages = n_storages ? stp : NULL;
         req.n_storages = n_storages;
+        req.sandbox_pidns = sandbox_pidns;
         return call_empty(a, "CreateContainer", &req.base, timeout_ms, ret_err);
 }
 

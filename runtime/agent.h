@@ -95,10 +95,11 @@ int rt_agent_destroy_sandbox(rt_agent *a, int timeout_ms, cc_error **ret_err);
 
 /* ---- containers -------------------------------------------------------------- */
 /* spec is borrowed (not freed). storages: extra per-container storages (may be
- * NULL/0). */
+ * NULL/0). sandbox_pidns: join the pod's pid namespace (CreateSandbox with
+ * sandbox_pidns made one; the container's pid mode is POD). */
 int rt_agent_create_container(rt_agent *a, const char *ctr_id, const Grpc__Spec *spec,
                               const rt_agent_storage *storages, size_t n_storages,
-                              int timeout_ms, cc_error **ret_err);
+                              bool sandbox_pidns, int timeout_ms, cc_error **ret_err);
 int rt_agent_start_container(rt_agent *a, const char *ctr_id, int timeout_ms, cc_error **ret_err);
 /* Kills what is left and removes it; timeout_s is the agent's grace period. */
 int rt_agent_remove_container(rt_agent *a, const char *ctr_id, uint32_t timeout_s,

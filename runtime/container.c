@@ -234,7 +234,7 @@ static void undo_agent_ctr(void *arg)
 {
         ctr_undo *u = arg;
         _cleanup_error_ cc_error *err = NULL;
-        if (rt_agent_remove_container(u->a, u->c->id, 0, 0, &err) < 0)
+        if (rt_agent_remove_container(u->a, u->c->id, KILL_WAIT_S, 0, &err) < 0)
                 log_debug("container %.12s undo: %s", u->c->id, err->msg);
 }
 
@@ -456,7 +456,12 @@ int rt_container_create(rt_runtime *rt, const char *pod_id, const Runtime__V1__C
                 goto out;
 
         /* the agent */
-        if ((r = rt_agent_create_container(agent, c->id, c->spec, NULL, 0, 0, ret_err)) < 0) {
+        /* The pod's pid namespace (made by CreateSandbox when the pod's pid
+         * mode is POD) is joined by containers whose own mode is POD. */
+        const Runtime__V1__NamespaceOption *cns = c->config->linux && c->config->linux->security_context
+                ? c->config->linux->security_context->namespace_options : NULL;
+        bool join_pidns = cns && cns->pid == RUNTIME__V1__NAMESPACE_MODE__POD;
+        if ((r = rt_agent_create_container(agent, c->id, c->spec, NULL, 0, join_pidns, 0, ret_err)) < 0) {
                 cc_error_prefix(ret_err, "CreateContainer");
                 goto out;
         }
@@ -629,7 +634,7 @@ int rt_ctr_remove(rt_runtime *rt, rt_ctr *c, cc_error **ret_err)
         if (!removed) {
                 if (a) {
                         _cleanup_error_ cc_error *err = NULL;
-                        if (rt_agent_remove_container(a, c->id, 0, 0, &err) < 0 && err->code != -ENOENT)
+                        if (rt_agent_remove_container(a, c->id, KILL_WAIT_S, 0, &err) < 0 && err->code != -ENOENT)
                                 log_warn("container=%.12s agent RemoveContainer: %s", c->id, err->msg);
                 }
                 rt_ctr_io_free(io);

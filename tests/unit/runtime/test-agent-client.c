@@ -262,7 +262,7 @@ static void run_ctr(const char *id, const char *script, bool tty)
 {
         built b;
         build_spec(&b, script, tty);
-        OK(rt_agent_create_container(ag, id, &b.spec, NULL, 0, T, ret_err));
+        OK(rt_agent_create_container(ag, id, &b.spec, NULL, 0, false, T, ret_err));
         OK(rt_agent_start_container(ag, id, T, ret_err));
 }
 
@@ -350,7 +350,7 @@ static void test_container_output_to_cri_log(void **state)
         snprintf(log_path, sizeof(log_path), "%s/c1.log", tmpdir);
         built b;
         build_spec(&b, "echo hello; echo oops >&2; printf partial; exit 3", false);
-        OK(rt_agent_create_container(ag, "c1", &b.spec, NULL, 0, T, ret_err));
+        OK(rt_agent_create_container(ag, "c1", &b.spec, NULL, 0, false, T, ret_err));
         rt_ctr_io *io = NULL;
         OK(rt_ctr_io_start(ag, "c1", log_path, false, &io, ret_err));
         OK(rt_agent_start_container(ag, "c1", T, ret_err));
@@ -475,7 +475,7 @@ static void test_pump_survives_reconnect(void **state)
         snprintf(log_path, sizeof(log_path), "%s/c3.log", tmpdir);
         built b;
         build_spec(&b, "echo line-A; read x; echo line-B; echo err-B >&2; read y; echo line-C", false);
-        OK(rt_agent_create_container(ag, "c3", &b.spec, NULL, 0, T, ret_err));
+        OK(rt_agent_create_container(ag, "c3", &b.spec, NULL, 0, false, T, ret_err));
         rt_ctr_io *io = NULL;
         OK(rt_ctr_io_start(ag, "c3", log_path, false, &io, ret_err));
         OK(rt_agent_start_container(ag, "c3", T, ret_err));
@@ -543,7 +543,7 @@ static void test_pump_tty_and_sink(void **state)
         REQUIRE_AGENT();
         built b;
         build_spec(&b, "read x; echo tty-$x; exit 0", true);
-        OK(rt_agent_create_container(ag, "c4", &b.spec, NULL, 0, T, ret_err));
+        OK(rt_agent_create_container(ag, "c4", &b.spec, NULL, 0, false, T, ret_err));
         rt_ctr_io *io = NULL;
         OK(rt_ctr_io_start(ag, "c4", NULL, true, &io, ret_err));
         sink_buf sb = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -740,7 +740,7 @@ static void test_pump_throughput(void **state)
         built b;
         /* 16000 lines of 999 'a' */
         build_spec(&b, "head -c 15984000 /dev/zero | tr '\\0' a | fold -w 999; echo", false);
-        OK(rt_agent_create_container(ag, "big", &b.spec, NULL, 0, T, ret_err));
+        OK(rt_agent_create_container(ag, "big", &b.spec, NULL, 0, false, T, ret_err));
         rt_ctr_io *io = NULL;
         OK(rt_ctr_io_start(ag, "big", log_path, false, &io, ret_err));
         uint64_t t0 = mono_ms();
