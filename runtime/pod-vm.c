@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/json.h"
@@ -171,6 +173,21 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                 ser.serial.socket_path = agent_sock;
                 if (vmm_add_device(p->vmm, &fs, ret_err) < 0 || vmm_add_device(p->vmm, &ser, ret_err) < 0)
                         return cc_error_prefix(ret_err, "%s", ops->name);
+                /* vsock when the host has it: the agent then listens there and
+                 * the endpoint is vsock (the serial port stays as a console
+                 * for nothing else). The CID is random in [3, 2^32-16): a
+                 * clash with another VM makes QEMU fail to start, reported
+                 * like any start failure. Untested on the CI machines (no
+                 * /dev/vhost-vsock). */
+                if (access("/dev/vhost-vsock", R_OK | W_OK) == 0) {
+                        uint32_t cid = 0;
+                        if (getrandom(&cid, sizeof(cid), 0) != sizeof(cid))
+                                return cc_error_errno(ret_err, "getrandom");
+                        vmm_device vs = { .kind = VMM_DEV_VSOCK };
+                        vs.vsock.guest_cid = 3 + cid % (UINT32_MAX - 19);
+                        if (vmm_add_device(p->vmm, &vs, ret_err) < 0)
+                                return cc_error_prefix(ret_err, "%s: vsock", ops->name);
+                }
                 for (size_t i = 0; p->net && i < p->net->n_nics; i++) {
                         const rt_pod_nic *nic = &p->net->nics[i];
                         vmm_device nd = { .kind = VMM_DEV_NET };
