@@ -18,12 +18,18 @@
 #     container that shares the guest's pid namespace), after the calls and
 #     with a sandbox and that container running;
 #   - the initrd's size.
+#   - the same boot through the production path, runtime/vmm-qemu.c (the
+#     argv cocoond uses), driven by tests/tools/cocoon-vmm: from starting
+#     cocoon-vmm (virtiofsd + QEMU + the QMP handshake) to agent-ctl's
+#     Health.Check answer; and the idle PSS of QEMU + virtiofsd, alone and
+#     per pod with 3 pods running (-p 0 skips this part).
 # Prints a table with the goals and whether each is met. Needs root.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 exec /usr/bin/python3 - "$src" "$@" <<'EOF'
 import argparse
+import json
 import os
 import pathlib
 import shutil
@@ -40,6 +46,8 @@ import test_agent_guest as tg  # noqa: E402  (GuestVM, AgentSession, images)
 ap = argparse.ArgumentParser(prog="bench/guest/run.sh")
 ap.add_argument("-n", "--boots", type=int, default=10)
 ap.add_argument("-c", "--calls", type=int, default=1000)
+ap.add_argument("-p", "--prod-boots", type=int, default=None,
+                help="boots through runtime/vmm-qemu.c (default: BOOTS; 0 skips)")
 ap.add_argument("builddir", nargs="?", default=os.environ.get("COCOON_BUILDDIR", str(src / "build")))
 args = ap.parse_args(sys.argv[2:])
 builddir = pathlib.Path(args.builddir).resolve()
@@ -48,6 +56,91 @@ if why:
     sys.exit("bench/guest: cannot run: %s" % why)
 ctl = str(builddir / "tests" / "tools" / "agent-ctl")
 images = tg.guest_images(builddir)
+vmm_tool = builddir / "tests" / "tools" / "cocoon-vmm"
+prod_boots = args.boots if args.prod_boots is None else args.prod_boots
+if prod_boots and not vmm_tool.exists():
+    sys.exit("bench/guest: %s not built (make tests/tools/cocoon-vmm), or pass -p 0" % vmm_tool)
+
+
+def hw_kvm():
+    """/dev/kvm opens and the CPU has vmx/svm (runtime/vmm.c's rule: a
+    PVM host's /dev/kvm cannot boot the stock guest kernel)."""
+    if not tg.kvm_usable():
+        return False
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return bool({"vmx", "svm"} & set(line.split()))
+    return False
+
+
+ACCEL = "kvm" if hw_kvm() else "tcg"
+
+
+def pss_kib(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree(pid):
+    """pid and its descendants (virtiofsd forks a sandboxed child)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+class ProdVM:
+    """One pod VM started the way cocoond starts it (runtime/vmm-qemu.c +
+    runtime/virtiofsd.c) through tests/tools/cocoon-vmm."""
+
+    def __init__(self, root, i):
+        self.dir = root / ("p%d" % i)
+        (self.dir / "share").mkdir(parents=True)
+        (self.dir / "run").mkdir()
+        self.state = self.dir / "state.json"
+        self.id = "bench%d" % i
+        self.info = None
+
+    def boot(self):
+        argv = [str(vmm_tool), "boot", "--id", self.id, "--run-dir", str(self.dir / "run"),
+                "--kernel", images[0], "--initrd", images[1], "--state", str(self.state),
+                "--qemu", tg.QEMU, "--virtiofsd", tg.VIRTIOFSD, "--share", str(self.dir / "share"),
+                "--accel", ACCEL]
+        t0 = time.monotonic()
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError("cocoon-vmm boot: %s" % p.stderr)
+        self.info = json.loads(p.stdout.splitlines()[0])
+        out = subprocess.run([ctl, "-s", self.info["endpoint"]["path"], "-t", "60000", "health"],
+                             capture_output=True, text=True)
+        t = time.monotonic() - t0
+        if out.returncode != 0:
+            raise RuntimeError("health failed: %s %s" % (out.stdout, out.stderr))
+        return t
+
+    def pss(self):
+        q = pss_kib(self.info["pid"])
+        v = sum(pss_kib(p) for p in tree(self.info["virtiofsd_pid"]))
+        return q, v
+
+    def stop(self):
+        if self.state.exists():
+            subprocess.run([str(vmm_tool), "stop", str(self.state), "--timeout", "3000"],
+                           capture_output=True, timeout=60)
 tmp = pathlib.Path(tempfile.mkdtemp(prefix="cocoon-bench-guest-"))
 share = tmp / "share"
 tg.make_rootfs(share / "rootfs")
@@ -59,7 +152,7 @@ try:
     for i in range(args.boots):
         run = tmp / ("boot%d" % i)
         run.mkdir()
-        vm = tg.GuestVM(run, share, builddir=builddir)
+        vm = tg.GuestVM(run, share, builddir=builddir, accel=ACCEL)
         accel = vm.accel
         try:
             vm.start(images)
@@ -101,6 +194,26 @@ try:
                   % (i + 1, t_check, vm.t_ready, vm.ready_line, downs[-1]), file=sys.stderr)
         finally:
             vm.stop()
+    prod, pss1, pss3 = [], None, None
+    for i in range(prod_boots):
+        vm = ProdVM(tmp, i)
+        try:
+            prod.append(vm.boot())
+            print("vmm-qemu.c boot %2d: Check answered %.3f s" % (i + 1, prod[-1]), file=sys.stderr)
+            if i == prod_boots - 1:
+                time.sleep(3)  # idle
+                pss1 = vm.pss()
+                more = [ProdVM(tmp, 1000 + k) for k in range(2)]
+                try:
+                    for m in more:
+                        m.boot()
+                    time.sleep(3)
+                    pss3 = [x.pss() for x in [vm] + more]
+                finally:
+                    for m in more:
+                        m.stop()
+        finally:
+            vm.stop()
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -122,11 +235,26 @@ rows = [
      "<= 150 us" if accel == "tcg" else "", check["p50_us"] <= 150 if accel == "tcg" else None),
     ("Health.Check round trip p99", "%.0f us" % check["p99_us"], "", None),
 ]
+if prod:
+    pmed = statistics.median(prod)
+    rows += [
+        ("runtime/vmm-qemu.c: start -> Health.Check (median of %d, %s)" % (len(prod), ACCEL),
+         "%.3f s" % pmed, "<= %.3f s" % ready_goal, pmed <= ready_goal),
+        ("  min / max", "%.3f / %.3f s" % (min(prod), max(prod)), "", None),
+    ]
+if pss1:
+    t1 = sum(pss1)
+    per3 = sum(sum(x) for x in pss3) / len(pss3)
+    rows += [
+        ("idle pod PSS, 1 pod: QEMU + virtiofsd", "%.1f MiB (%.1f + %.1f)" % (t1 / 1024, pss1[0] / 1024, pss1[1] / 1024),
+         "<= 120 MiB", t1 <= 120 * 1024),
+        ("idle pod PSS, 3 pods: per pod", "%.1f MiB" % (per3 / 1024), "<= 120 MiB", per3 <= 120 * 1024),
+    ]
 w = max(len(r[0]) for r in rows)
-print("%-*s  %-22s  %-11s  %s" % (w, "metric", "value", "goal", "met"))
-print("-" * (w + 45))
+print("%-*s  %-26s  %-11s  %s" % (w, "metric", "value", "goal", "met"))
+print("-" * (w + 49))
 for name, value, goal, met in rows:
-    print("%-*s  %-22s  %-11s  %s" % (w, name, value, goal, "" if met is None else ("yes" if met else "NO")))
+    print("%-*s  %-26s  %-11s  %s" % (w, name, value, goal, "" if met is None else ("yes" if met else "NO")))
 print("\nhost: %s, %d cpus, load %.2f %.2f %.2f (other work on this machine skews TCG timings)"
       % (os.uname().release, os.cpu_count(), *os.getloadavg()))
 EOF
