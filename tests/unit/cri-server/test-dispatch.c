@@ -363,10 +363,10 @@ static void test_dispatch_unimplemented(void **state)
         /* Methods without a handler, and streaming ones, answer UNIMPLEMENTED
          * naming the method, whatever the payload. */
         static const uint8_t junk[] = { 0xff, 0xff, 0xff };
-        expect_error_reply(NULL, "/runtime.v1.RuntimeService/RunPodSandbox", NULL, 0, CRI_UNIMPLEMENTED,
-                           "RunPodSandbox");
-        expect_error_reply(NULL, "/runtime.v1.RuntimeService/RunPodSandbox", junk, sizeof(junk),
-                           CRI_UNIMPLEMENTED, "RunPodSandbox");
+        expect_error_reply(NULL, "/runtime.v1.RuntimeService/CheckpointContainer", NULL, 0, CRI_UNIMPLEMENTED,
+                           "CheckpointContainer");
+        expect_error_reply(NULL, "/runtime.v1.RuntimeService/CheckpointContainer", junk, sizeof(junk),
+                           CRI_UNIMPLEMENTED, "CheckpointContainer");
         expect_error_reply(NULL, "/runtime.v1.RuntimeService/GetContainerEvents", NULL, 0,
                            CRI_UNIMPLEMENTED, "GetContainerEvents");
         expect_error_reply(NULL, "/runtime.v1.ImageService/StreamImages", NULL, 0, CRI_UNIMPLEMENTED,

@@ -528,7 +528,13 @@ static void test_virtiofsd_sees_later_mounts(void **state)
         int vmm = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", virtiofsd_socket_path(d));
-        assert_int_equal(connect(vmm, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        /* virtiofsd binds before it listens: the socket file can exist a
+         * moment before connections are accepted (seen under load) */
+        int cr = -1;
+        for (int i = 0; i < 200 && (cr = connect(vmm, (struct sockaddr *)&sa, sizeof(sa))) < 0 &&
+                        errno == ECONNREFUSED; i++)
+                usleep(10000);
+        assert_int_equal(cr, 0);
         int pid = sandboxed_child(virtiofsd_pid(d));
         assert_true(pid > 0);
         char ns_self[64] = "", ns_child[64] = "", nsp[64];
