@@ -27,7 +27,7 @@
 typedef struct child_stdio {
         int child[3];  /* ends for the process */
         int parent[3]; /* stdin write end, stdout/stderr read ends */
-        int pty_master, pty_slave;
+        int pty_master; /* from the process (spawn.c), or -1 */
 } child_stdio;
 
 static void stdio_close(child_stdio *s)
@@ -41,32 +41,18 @@ static void stdio_close(child_stdio *s)
         }
         if (s->pty_master >= 0)
                 close(s->pty_master);
-        if (s->pty_slave >= 0)
-                close(s->pty_slave);
-        s->pty_master = s->pty_slave = -1;
+        s->pty_master = -1;
 }
 
+/* Pipes for a process without a terminal; a terminal is allocated by the
+ * process itself, from the container's devpts (spawn.c). */
 static int stdio_open(child_stdio *s, const agent_exec_plan *plan, cc_error **ret_err)
 {
         for (int i = 0; i < 3; i++)
                 s->child[i] = s->parent[i] = -1;
-        s->pty_master = s->pty_slave = -1;
-        if (plan->terminal) {
-                s->pty_master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-                char name[64];
-                if (s->pty_master < 0 || grantpt(s->pty_master) < 0 || unlockpt(s->pty_master) < 0 ||
-                    ptsname_r(s->pty_master, name, sizeof(name)) != 0)
-                        return cc_error_errno(ret_err, "open pty");
-                s->pty_slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-                if (s->pty_slave < 0)
-                        return cc_error_errno(ret_err, "open %s", name);
-                if (plan->rows && plan->cols) {
-                        struct winsize ws = { .ws_row = plan->rows, .ws_col = plan->cols };
-                        ioctl(s->pty_master, TIOCSWINSZ, &ws);
-                }
-                fcntl(s->pty_master, F_SETFL, O_NONBLOCK | O_RDWR);
+        s->pty_master = -1;
+        if (plan->terminal)
                 return 0;
-        }
         for (int i = 0; i < 3; i++) {
                 int p[2];
                 if (pipe2(p, O_CLOEXEC) < 0)
@@ -82,6 +68,7 @@ static int stdio_open(child_stdio *s, const agent_exec_plan *plan, cc_error **re
 static int stdio_attach(child_stdio *s, agent_process *p, cc_error **ret_err)
 {
         if (s->pty_master >= 0) {
+                fcntl(s->pty_master, F_SETFL, O_NONBLOCK | O_RDWR);
                 p->pty_fd = TAKE_FD(s->pty_master);
                 p->out.fd = fcntl(p->pty_fd, F_DUPFD_CLOEXEC, 3);
                 p->stdin_fd = fcntl(p->pty_fd, F_DUPFD_CLOEXEC, 3);
@@ -250,7 +237,7 @@ int agent_container_create(Grpc__CreateContainerRequest *req, cc_error **ret_err
         int r;
         agent_exec_plan plan;
         memset(&plan, 0, sizeof(plan));
-        child_stdio io = { .child = { -1, -1, -1 }, .parent = { -1, -1, -1 }, -1, -1 };
+        child_stdio io = { .child = { -1, -1, -1 }, .parent = { -1, -1, -1 }, -1 };
         spawn_args a;
         memset(&a, 0, sizeof(a));
 
@@ -282,9 +269,8 @@ int agent_container_create(Grpc__CreateContainerRequest *req, cc_error **ret_err
                 a.hostname = req->oci->hostname && *req->oci->hostname ? req->oci->hostname : agent.hostname;
         for (int i = 0; i < 3; i++)
                 a.stdio[i] = io.child[i];
-        a.pty_slave = io.pty_slave;
         pid_t pid;
-        if ((r = agent_spawn(&a, &c->sync_fd, &pid, ret_err)) < 0)
+        if ((r = agent_spawn(&a, &c->sync_fd, &pid, &io.pty_master, ret_err)) < 0)
                 goto fail;
         c->init->pid = pid;
         if ((r = stdio_attach(&io, c->init, ret_err)) < 0) {
@@ -327,7 +313,7 @@ int agent_exec_create(agent_container *c, Grpc__ExecProcessRequest *req, cc_erro
         int r = agent_plan_build(&plan, req->process, c->req->oci, c->rootfs, ret_err);
         if (r < 0)
                 return r;
-        child_stdio io = { .child = { -1, -1, -1 }, .parent = { -1, -1, -1 }, -1, -1 };
+        child_stdio io = { .child = { -1, -1, -1 }, .parent = { -1, -1, -1 }, -1 };
         agent_process *p = NULL;
         spawn_args a;
         memset(&a, 0, sizeof(a));
@@ -343,9 +329,8 @@ int agent_exec_create(agent_container *c, Grpc__ExecProcessRequest *req, cc_erro
         a.exec_target = c->init->pid;
         for (int i = 0; i < 3; i++)
                 a.stdio[i] = io.child[i];
-        a.pty_slave = io.pty_slave;
         pid_t pid;
-        if ((r = agent_spawn(&a, NULL, &pid, ret_err)) < 0)
+        if ((r = agent_spawn(&a, NULL, &pid, &io.pty_master, ret_err)) < 0)
                 goto out;
         p->pid = pid;
         if ((r = stdio_attach(&io, p, ret_err)) < 0) {

@@ -11,7 +11,15 @@
  * The process reports over a SOCK_SEQPACKET pair: SYNC_READY after setup
  * (an init then blocks until StartContainer writes a byte), SYNC_ERROR with
  * errno and the failed step; the socket is close-on-exec, so EOF after
- * READY means execve() succeeded. The caller holds agent_lock, so the
+ * READY means execve() succeeded.
+ *
+ * A terminal comes from the container's own devpts instance, as runc's
+ * console socket: the process opens /dev/ptmx once it is in the container's
+ * mount namespace (an init after its mounts and pivot_root, an exec after
+ * setns), makes the slave its controlling terminal and stdio, and passes
+ * the master to the agent (SYNC_PTY, SCM_RIGHTS) before READY. So
+ * ttyname() inside finds /dev/pts/N, which a pty of the agent's /dev/pts
+ * could not give. The caller holds agent_lock, so the
  * reactor cannot reap the new pid before it is registered.
  *
  * fork() in the threaded agent is safe here because glibc resets its
@@ -43,7 +51,7 @@ typedef struct sync_msg {
         char what[248];
 } sync_msg;
 
-enum { SYNC_PID = 1, SYNC_READY, SYNC_ERROR };
+enum { SYNC_PID = 1, SYNC_READY, SYNC_ERROR, SYNC_PTY };
 
 static void send_msg(int fd, int kind, int value, const char *what)
 {
@@ -52,6 +60,28 @@ static void send_msg(int fd, int kind, int value, const char *what)
                 snprintf(m.what, sizeof(m.what), "%s", what);
         while (send(fd, &m, sizeof(m), MSG_NOSIGNAL) < 0 && errno == EINTR)
                 ;
+}
+
+/* The message with fd attached (SCM_RIGHTS). */
+static int send_fd_msg(int sock, int kind, int fd)
+{
+        sync_msg m = { .kind = kind };
+        struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } c;
+        memset(&c, 0, sizeof(c));
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        ssize_t n;
+        while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+                ;
+        return n < 0 ? -errno : 0;
 }
 
 static __attribute__((noreturn)) void child_fail(int fd, int err, const char *what)
@@ -93,16 +123,6 @@ static int set_sysctls(const Grpc__Spec *spec, const char **ret_what)
 
 static void setup_stdio(const spawn_args *a)
 {
-        if (a->pty_slave >= 0) {
-                if (setsid() < 0)
-                        child_fail(a->sync_child, -errno, "setsid");
-                if (ioctl(a->pty_slave, TIOCSCTTY, 0) < 0)
-                        child_fail(a->sync_child, -errno, "TIOCSCTTY");
-                for (int i = 0; i < 3; i++)
-                        if (dup2(a->pty_slave, i) < 0)
-                                child_fail(a->sync_child, -errno, "dup2 pty");
-                return;
-        }
         setsid();
         for (int i = 0; i < 3; i++) {
                 int fd = a->stdio[i];
@@ -116,11 +136,57 @@ static void setup_stdio(const spawn_args *a)
         }
 }
 
+/* In the container's mount namespace: a pty of its devpts instance becomes
+ * the controlling terminal and stdio; the master goes to the agent. */
+static void setup_terminal(const spawn_args *a)
+{
+        const agent_exec_plan *p = a->plan;
+        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0)
+                child_fail(a->sync_child, -errno, "terminal: open /dev/ptmx in the container");
+        int unlock = 0;
+        if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+                child_fail(a->sync_child, -errno, "terminal: unlock pty");
+        /* TIOCGPTPEER opens the slave of this very master (no path to
+         * race on); older kernels: by its number under /dev/pts. */
+        int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0) {
+                unsigned n;
+                char name[32];
+                if (ioctl(master, TIOCGPTN, &n) < 0)
+                        child_fail(a->sync_child, -errno, "terminal: pty number");
+                snprintf(name, sizeof(name), "/dev/pts/%u", n);
+                if ((slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+                        child_fail(a->sync_child, -errno, "terminal: open the pty slave");
+        }
+        if (p->rows && p->cols) {
+                struct winsize ws = { .ws_row = p->rows, .ws_col = p->cols };
+                ioctl(slave, TIOCSWINSZ, &ws);
+        }
+        /* as runc: the process's user owns its terminal */
+        if (p->set_user && fchown(slave, p->uid, (gid_t)-1) < 0 && errno != EPERM && errno != EROFS)
+                child_fail(a->sync_child, -errno, "terminal: chown the pty slave");
+        int r = send_fd_msg(a->sync_child, SYNC_PTY, master);
+        if (r < 0)
+                child_fail(a->sync_child, r, "terminal: pass the pty master");
+        close(master);
+        if (setsid() < 0)
+                child_fail(a->sync_child, -errno, "setsid");
+        if (ioctl(slave, TIOCSCTTY, 0) < 0)
+                child_fail(a->sync_child, -errno, "TIOCSCTTY");
+        for (int i = 0; i < 3; i++)
+                if (dup2(slave, i) < 0)
+                        child_fail(a->sync_child, -errno, "dup2 pty");
+        if (slave > 2)
+                close(slave);
+}
+
 static __attribute__((noreturn)) void process_main(const spawn_args *a)
 {
         const char *what = NULL;
         int r;
-        setup_stdio(a);
+        if (!a->plan->terminal)
+                setup_stdio(a);
         if (!a->exec_target) {
                 if ((r = agent_mounts_setup(a->spec, a->rootfs, &what)) < 0)
                         child_fail(a->sync_child, r, what);
@@ -129,6 +195,8 @@ static __attribute__((noreturn)) void process_main(const spawn_args *a)
                 if ((r = set_sysctls(a->spec, &what)) < 0)
                         child_fail(a->sync_child, r, what);
         }
+        if (a->plan->terminal)
+                setup_terminal(a);
         if (chdir(a->plan->cwd) < 0)
                 child_fail(a->sync_child, -errno, "chdir to the process cwd");
         send_msg(a->sync_child, SYNC_READY, 0, NULL);
@@ -213,7 +281,9 @@ static __attribute__((noreturn)) void helper_main(const spawn_args *a)
         _exit(0);
 }
 
-static int recv_msg(int fd, sync_msg *m, int timeout_ms)
+/* One message; an fd passed with it goes to *ret_fd (closed if ret_fd is
+ * NULL or one is already held). */
+static int recv_msg(int fd, sync_msg *m, int timeout_ms, int *ret_fd)
 {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         int r;
@@ -221,11 +291,30 @@ static int recv_msg(int fd, sync_msg *m, int timeout_ms)
                 ;
         if (r == 0)
                 return -ETIMEDOUT;
+        struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int) * 4)];
+        } c;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
         ssize_t n;
-        while ((n = recv(fd, m, sizeof(*m), 0)) < 0 && errno == EINTR)
+        while ((n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
                 ;
         if (n < 0)
                 return -errno;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < nfds; i++) {
+                        int got;
+                        memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+                        if (ret_fd && *ret_fd < 0 && m->kind == SYNC_PTY && n == sizeof(*m))
+                                *ret_fd = got;
+                        else
+                                close(got);
+                }
+        }
         if (n == 0)
                 return 0;
         if (n != sizeof(*m))
@@ -234,13 +323,14 @@ static int recv_msg(int fd, sync_msg *m, int timeout_ms)
         return 1;
 }
 
-/* Reads until READY (or, with until_eof, EOF after READY). */
-static int wait_child(int fd, pid_t *pid, bool until_eof, cc_error **ret_err)
+/* Reads until READY (or, with until_eof, EOF after READY). A terminal's
+ * master arrives before READY. */
+static int wait_child(int fd, pid_t *pid, int *pty, bool until_eof, cc_error **ret_err)
 {
         bool ready = false;
         for (;;) {
                 sync_msg m;
-                int r = recv_msg(fd, &m, SYNC_TIMEOUT_MS);
+                int r = recv_msg(fd, &m, SYNC_TIMEOUT_MS, pty);
                 if (r < 0)
                         return cc_error_set(ret_err, r, "container setup: %s", strerror(-r));
                 if (r == 0) {
@@ -252,8 +342,6 @@ static int wait_child(int fd, pid_t *pid, bool until_eof, cc_error **ret_err)
                         *pid = m.value;
                 } else if (m.kind == SYNC_READY) {
                         ready = true;
-                        if (!until_eof && *pid > 0)
-                                return 0;
                 } else if (m.kind == SYNC_ERROR) {
                         int e = m.value < 0 ? m.value : -EIO;
                         return cc_error_set(ret_err, e, "%s: %s", m.what, strerror(-e));
@@ -263,7 +351,7 @@ static int wait_child(int fd, pid_t *pid, bool until_eof, cc_error **ret_err)
         }
 }
 
-int agent_spawn(spawn_args *a, int *ret_sync, pid_t *ret_pid, cc_error **ret_err)
+int agent_spawn(spawn_args *a, int *ret_sync, pid_t *ret_pid, int *ret_pty, cc_error **ret_err)
 {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -280,13 +368,18 @@ int agent_spawn(spawn_args *a, int *ret_sync, pid_t *ret_pid, cc_error **ret_err
         close(sv[1]);
         a->sync_child = -1;
         pid_t pid = 0;
-        int r = wait_child(parent, &pid, a->exec_target != 0, ret_err);
+        _cleanup_close_ int pty = -1;
+        int r = wait_child(parent, &pid, &pty, a->exec_target != 0, ret_err);
+        if (r >= 0 && a->plan->terminal && pty < 0)
+                r = cc_error_set(ret_err, -EIO, "container setup: no terminal from the process");
         if (r < 0) {
                 if (pid > 0)
                         kill(pid, SIGKILL);
                 return r;
         }
         *ret_pid = pid;
+        if (ret_pty)
+                *ret_pty = TAKE_FD(pty);
         if (ret_sync)
                 *ret_sync = TAKE_FD(parent);
         return 0;
@@ -298,7 +391,7 @@ int agent_spawn_start(int sync_fd, cc_error **ret_err)
         if (send(sync_fd, &b, 1, MSG_NOSIGNAL) != 1)
                 return cc_error_errno(ret_err, "start container");
         sync_msg m;
-        int r = recv_msg(sync_fd, &m, SYNC_TIMEOUT_MS);
+        int r = recv_msg(sync_fd, &m, SYNC_TIMEOUT_MS, NULL);
         if (r < 0)
                 return cc_error_set(ret_err, r, "start container: %s", strerror(-r));
         if (r > 0 && m.kind == SYNC_ERROR) {

@@ -13,6 +13,7 @@ instead of a VM pod.
 """
 import hashlib
 import os
+import re
 import socket
 import struct
 import threading
@@ -275,7 +276,8 @@ def test_exec_stdin_echo(vm):
 
 
 def test_exec_tty_and_resize(vm):
-    c = spdy(exec_url(vm, ["sh", "-c", "read x; stty size; test -t 0 && test -t 1 && echo is-a-tty; exit 4"],
+    # `tty` names the terminal: it comes from the container's own devpts
+    c = spdy(exec_url(vm, ["sh", "-c", "read x; stty size; test -t 0 && test -t 1 && echo is-a-tty; tty; exit 4"],
                       tty=True, stdin=True))
     s = streams(c, ["error", "stdin", "stdout", "resize"])
     s["resize"].write(b'{"Width":123,"Height":45}')
@@ -284,6 +286,7 @@ def test_exec_tty_and_resize(vm):
     assert s["error"].read_all(T) == status_exit(4)
     out = s["stdout"].read_all(T)
     assert b"45 123" in out and b"is-a-tty" in out, out
+    assert re.search(rb"(?m)^/dev/pts/[0-9]+\r?$", out) and b"not a tty" not in out, out
     c.close()
 
 
@@ -368,7 +371,7 @@ def test_attach_non_tty(vm, pod_env):
 
 def test_attach_tty(vm, pod_env):
     cid = create_ctr(pod_env, vm.pod, vm.pcfg, "ttyctr",
-                     ["sh", "-c", "echo tty-up; while read l; do echo got:$l; stty size; done"],
+                     ["sh", "-c", "echo tty-up; while read l; do echo got:$l; tty; stty size; done"],
                      tty=True, stdin=True)
     pod_env.wait_log(cid, lambda l: any("tty-up" in x for x in l))
     c = spdy(attach_url(vm, cid, tty=True, stdin=True))
@@ -376,7 +379,8 @@ def test_attach_tty(vm, pod_env):
     s["resize"].write(b'{"Width":100,"Height":30}')
     time.sleep(0.5)
     s["stdin"].write(b"x\n")
-    read_until(s["stdout"], b"30 100")
+    out = read_until(s["stdout"], b"30 100")
+    assert re.search(rb"(?m)^/dev/pts/[0-9]+\r?$", out), out
     c.close()
 
 

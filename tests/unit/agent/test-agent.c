@@ -496,7 +496,9 @@ static void test_tty(void **state)
         REQUIRE_AGENT();
         spec_opts o = { 0 };
         assert_int_equal(create_start("c3", "exec sleep 1000", &o), 0);
-        assert_int_equal(exec_proc("c3", "t1", "read x; stty size", true, NULL), 0);
+        /* tty: the terminal is one of the container's own devpts (its
+         * first pty), so ttyname() works inside */
+        assert_int_equal(exec_proc("c3", "t1", "read x; tty; stty size", true, NULL), 0);
         Grpc__TtyWinResizeRequest rz = GRPC__TTY_WIN_RESIZE_REQUEST__INIT;
         rz.container_id = (char *)"c3";
         rz.exec_id = (char *)"t1";
@@ -507,7 +509,14 @@ static void test_tty(void **state)
         char buf[4096];
         read_stream("c3", "t1", false, buf, sizeof(buf));
         assert_non_null(strstr(buf, "40 123"));
+        assert_non_null(strstr(buf, "/dev/pts/0\r\n"));
+        assert_null(strstr(buf, "not a tty"));
         assert_int_equal(wait_proc("c3", "t1"), 0);
+        /* a user's terminal: owned by the user, in the container's devpts */
+        assert_int_equal(exec_proc("c3", "t3", "stat -c '%u %n' $(tty)", true, "app"), 0);
+        read_stream("c3", "t3", false, buf, sizeof(buf));
+        assert_true(strncmp(buf, "1000 /dev/pts/", 14) == 0);
+        assert_int_equal(wait_proc("c3", "t3"), 0);
         /* a pipe process has no terminal */
         assert_int_equal(exec_proc("c3", "t2", "sleep 100", false, NULL), 0);
         rz.exec_id = (char *)"t2";
