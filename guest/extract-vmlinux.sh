@@ -163,14 +163,9 @@ trim_zero_tails() {
 	phoff=$(le_u64 "$f" 32)
 	phentsize=$(le_u16 "$f" 54)
 	phnum=$(le_u16 "$f" 56)
-	# file offsets of the NOBITS sections, ascending
+	# file offsets of the NOBITS sections, ascending ("[Nr] Name Type Address Off ...")
 	nobits=$(readelf -SW "$f" | sed -n 's/^ *\[ *[0-9]*\] *//p' |
-		awk '$2 == "NOBITS" { print strtonum("0x" $4) }' 2>/dev/null | sort -n -u)
-	if [ -z "$nobits" ]; then
-		# mawk has no strtonum: convert with the shell
-		nobits=$(readelf -SW "$f" | sed -n 's/^ *\[ *[0-9]*\] *//p' |
-			awk '$2 == "NOBITS" { print $4 }' | while read -r h; do echo $((0x$h)); done | sort -n -u)
-	fi
+		awk '$2 == "NOBITS" { print $4 }' | while read -r h; do echo $((0x$h)); done | sort -n -u)
 	i=0
 	while [ "$i" -lt "$phnum" ]; do
 		ph=$((phoff + i * phentsize))
@@ -180,8 +175,9 @@ trim_zero_tails() {
 		filesz=$(le_u64 "$f" $((ph + 32)))
 		end=$((off + filesz))
 		for c in $nobits; do
-			[ "$c" -gt "$off" ] && [ "$c" -lt "$end" ] || continue
-			[ $((end - c)) -ge 65536 ] || continue
+			if [ "$c" -le "$off" ] || [ "$c" -ge "$end" ] || [ $((end - c)) -lt 65536 ]; then
+				continue
+			fi
 			if tail -c +$((c + 1)) "$f" | head -c $((end - c)) | cmp -s -n $((end - c)) - /dev/zero; then
 				put_le64 "$f" $((ph + 32)) $((c - off))
 				[ "$(le_u64 "$f" $((ph + 32)))" = $((c - off)) ] || die "cannot rewrite p_filesz"
