@@ -79,6 +79,27 @@ static const char *check_listen(const char *s)
         return NULL;
 }
 
+/* Every pod's sockets live under [paths] state: the longest is
+ * <state>/sandboxes/<64-char pod id>/virtiofsd.sock (agent.sock, qmp.sock
+ * are shorter), and a unix socket path must fit in sun_path (108 bytes with
+ * its NUL). Checked here so cocoond refuses to start, rather than every
+ * RunPodSandbox failing late with "socket path too long". */
+#define SUN_PATH_SIZE 108
+#define POD_SOCKET_SUFFIX_LEN (sizeof("/sandboxes/") - 1 + 64 + sizeof("/virtiofsd.sock") - 1)
+#define STATE_PATH_MAX (SUN_PATH_SIZE - 1 - POD_SOCKET_SUFFIX_LEN)
+_Static_assert(STATE_PATH_MAX == 17, "update the message of check_state_path");
+
+static const char *check_state_path(const char *s)
+{
+        const char *r = check_abs_path(s);
+        if (r)
+                return r;
+        if (strlen(s) > STATE_PATH_MAX)
+                return "too long: pod sockets (STATE/sandboxes/<64-char id>/virtiofsd.sock) must fit in "
+                       "the 107 bytes of a unix socket path, so at most 17 bytes";
+        return NULL;
+}
+
 static const char *check_socket_mode(const char *s)
 {
         size_t n = strlen(s);
@@ -307,7 +328,8 @@ static const key_desc keys[] = {
         ENUM("log.level", log.level, CC_LOG_INFO, log_levels, "error, warn, info or debug"),
 
         STR("paths.root", paths.root, "/var/lib/cocoon", check_abs_path, "persistent data (images, pod state)"),
-        STR("paths.state", paths.state, "/run/cocoon", check_abs_path, "runtime state, lost on reboot"),
+        STR("paths.state", paths.state, "/run/cocoon", check_state_path,
+            "runtime state, lost on reboot (at most 17 bytes: pod sockets live under it)"),
 
         INT("image.max_concurrent_downloads", image.max_concurrent_downloads, 3, 1, 64,
             "layers downloaded in parallel per pull"),

@@ -5,6 +5,7 @@ independent gRPC implementation (Debian's python3-grpcio). The CRI stubs are
 generated at test time from proto/api.proto with grpc_tools, so the daemon's
 protobuf-c encoding is checked against Google's protobuf implementation.
 """
+import hashlib
 import os
 import pathlib
 import shutil
@@ -62,9 +63,13 @@ class Daemon:
         self.sock = self.tmp / "cocoon.sock"
         self.address = "unix://%s" % self.sock
         self.config = self.tmp / "cocoon.toml"
+        # [paths] state holds the pods' unix sockets (<state>/sandboxes/<64-char
+        # id>/virtiofsd.sock must fit in 107 bytes): cocoond refuses a state
+        # path over 17 bytes, so it is a short /run dir named after tmp.
+        self.state = pathlib.Path("/run/cc" + hashlib.sha256(str(self.tmp).encode()).hexdigest()[:8])
         self.config.write_text(
             '[server]\nlisten = "%s"\n[paths]\nroot = "%s"\nstate = "%s"\n%s'
-            % (self.address, self.tmp / "root", self.tmp / "state", extra_config))
+            % (self.address, self.tmp / "root", self.state, extra_config))
         self.log = self.tmp / "cocoond.log"
         self.args = list(args)
         self.proc = None
@@ -147,6 +152,7 @@ def daemon_factory(tmpdir_short):
         if dm.proc and dm.proc.poll() is None:
             dm.proc.kill()
             dm.proc.wait()
+        shutil.rmtree(dm.state, ignore_errors=True)
 
 
 @pytest.fixture

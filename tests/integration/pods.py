@@ -241,19 +241,17 @@ class PodEnv:
     def start_env(cls, factory=None, subdir=None, import_image=True, **config_kw):
         """A new daemon (from conftest's daemon_factory when given, else in a
         fresh /tmp dir) with the test guest configured and the image
-        imported. The state dir (sandbox dirs, their sockets) is moved to a
+        imported. The state dir (sandbox dirs, their sockets) is the Daemon's
         short /run path: unix socket paths must stay under 108 bytes."""
         if factory is not None:
             daemon = factory(start=False, subdir=subdir)
         else:
             daemon = Daemon(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))
         tmp = daemon.tmp
-        state = pathlib.Path(tempfile.mkdtemp(prefix="cc", dir="/run"))
+        state = daemon.state  # conftest's Daemon: a short /run path
         if os.environ.get("COCOON_TEST_GDB") == "1":
             daemon.__class__ = GdbDaemon
-        text = daemon.config.read_text()
-        text = text.replace('state = "%s"' % (tmp / "state"), 'state = "%s"' % state)
-        daemon.config.write_text(text + cls.config(tmp, **config_kw))
+        daemon.config.write_text(daemon.config.read_text() + cls.config(tmp, **config_kw))
         daemon.start()
         image_id = import_busybox(daemon, tmp) if import_image else None
         env = cls(tmp, daemon, image_id)
@@ -480,7 +478,21 @@ class PodEnv:
             time.sleep(0.2)
         assert not any(left.values()), "left behind: %r" % left
 
+    def cni_bridge(self):
+        """The CNI bridge of this daemon's network (the bridge plugin makes it
+        on the first pod and never deletes it), or None."""
+        return self.network["plugins"][0].get("bridge") if self.network else None
+
     def close(self):
+        try:
+            self._close()
+        finally:
+            # Even when stopping the daemon failed: no 10.225.X.1 bridge
+            # outlives the test.
+            if self.cni_bridge():
+                subprocess.run(["ip", "link", "del", self.cni_bridge()], capture_output=True)
+
+    def _close(self):
         try:
             self.remove_all()
         except Exception:
@@ -504,9 +516,6 @@ class PodEnv:
                 pass
         for line in reversed(mounts_under(str(self.tmp))):
             subprocess.run(["umount", "-l", line.split()[4]], capture_output=True)
-        if self.network:
-            subprocess.run(["ip", "link", "del", self.network["plugins"][0]["bridge"]], capture_output=True)
-
 
     def cleanup_dirs(self):
         for line in reversed(mounts_under(str(self.state_dir))):
@@ -536,3 +545,12 @@ def pod_env():
     yield env
     env.close()
     env.cleanup_dirs()
+    assert_no_bridge(env)
+
+
+def assert_no_bridge(env):
+    """Teardown check: the daemon's CNI bridge is gone with it."""
+    name = env.cni_bridge()
+    if name:
+        p = subprocess.run(["ip", "link", "show", name], capture_output=True)
+        assert p.returncode != 0, "CNI bridge %s left behind" % name

@@ -3,6 +3,8 @@ UNIMPLEMENTED answers, malformed and oversize requests, concurrency and
 graceful shutdown, the config file and the socket rules."""
 import json
 import os
+import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -335,6 +337,26 @@ def test_broken_config_refuses_to_start(tmpdir_short, content, needle):
     assert p.returncode != 0
     assert str(cfg) in p.stderr
     assert needle in p.stderr, p.stderr
+
+
+def test_too_long_state_path_refuses_to_start(tmpdir_short):
+    # <state>/sandboxes/<64-char pod id>/virtiofsd.sock must fit in a unix
+    # socket path (107 bytes): a longer state would only fail at RunPodSandbox.
+    state = pathlib.Path("/run/cc-state-" + os.urandom(2).hex())  # 18 bytes
+    cfg = tmpdir_short / "long-state.toml"
+    cfg.write_text('[server]\nlisten = "unix://%s/c.sock"\n[paths]\nroot = "%s/root"\nstate = "%s"\n'
+                   % (tmpdir_short, tmpdir_short, state))
+    try:
+        p = subprocess.run([binary("cocoond"), "--config", str(cfg)], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        p = None
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    assert p is not None, "cocoond started with a %d-byte state path" % len(str(state))
+    assert p.returncode != 0
+    assert ("paths.state: invalid value \"%s\": too long" % state) in p.stderr, p.stderr
+    assert "at most 17 bytes" in p.stderr, p.stderr
+    assert not state.exists()
 
 
 def test_broken_dropin_names_its_file(tmpdir_short):

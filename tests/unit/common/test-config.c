@@ -238,6 +238,10 @@ static const err_case err_cases[] = {
         {"[paths]\nroot = \"var/lib\"\n", ":2:8: paths.root: invalid value \"var/lib\": must be an absolute path"},
         {"[paths]\nstate = \"/run/../etc\"\n",
          ":2:9: paths.state: invalid value \"/run/../etc\": must not contain '..' components"},
+        {"[paths]\nstate = \"/run/cocoon-state-x\"\n",
+         ":2:9: paths.state: invalid value \"/run/cocoon-state-x\": too long: pod sockets "
+         "(STATE/sandboxes/<64-char id>/virtiofsd.sock) must fit in the 107 bytes of a unix socket path, "
+         "so at most 17 bytes"},
         {"[vm]\naccel = 1\n", ":2:9: vm.accel: expected a string, got an integer"},
         {"[vm]\naccel = \"hvf\"\n", ":2:9: vm.accel: invalid value \"hvf\": must be \"auto\", \"kvm\" or \"tcg\""},
         {"[vm]\nconsole_log = [true]\n", ":2:15: vm.console_log: expected a boolean, got an array"},
@@ -495,6 +499,26 @@ static char *uncomment_doc(const char *doc, bool examples)
         return out;
 }
 
+/* [paths] state: 17 bytes is the most that leaves room for
+ * <state>/sandboxes/<64-char id>/virtiofsd.sock in a sun_path. */
+static void test_state_path_limit(void **state)
+{
+        _cleanup_free_ char *ok = write_file("state-ok.toml", "[paths]\nstate = \"/run/cocoon-abcde\"\n");
+        _cleanup_config_ cc_config *c = NULL;
+        cc_error *err = NULL;
+        if (cc_config_load(&c, ok, NULL, true, &err) < 0)
+                fail_msg("17-byte state: %s", err->msg);
+        assert_string_equal(c->paths.state, "/run/cocoon-abcde");
+        assert_true(strlen(c->paths.state) + strlen("/sandboxes/") + 64 + strlen("/virtiofsd.sock") == 107);
+        _cleanup_free_ char *bad = write_file("state-bad.toml", "[paths]\nstate = \"/run/cocoon-abcdef\"\n");
+        _cleanup_config_ cc_config *c2 = NULL;
+        assert_int_equal(cc_config_load(&c2, bad, NULL, true, &err), -EINVAL);
+        assert_null(c2);
+        assert_non_null(strstr(err->msg, "paths.state"));
+        assert_non_null(strstr(err->msg, "at most 17 bytes"));
+        cc_error_free(err);
+}
+
 static void test_doc_matches_defaults(void **state)
 {
         _cleanup_free_ char *doc = read_all(TOP_SRCDIR "/conf/cocoon.toml");
@@ -561,6 +585,7 @@ int main(void)
                 cmocka_unit_test(test_cross_checks),
                 cmocka_unit_test(test_dump_roundtrip),
                 cmocka_unit_test(test_size_limit),
+                cmocka_unit_test(test_state_path_limit),
                 cmocka_unit_test(test_doc_matches_defaults),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
