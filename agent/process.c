@@ -3,7 +3,16 @@
  * container output (bounded per stream: when full the fd is no longer
  * polled, so the writer blocks and nothing is dropped), answers deferred
  * ReadStdout/ReadStderr/WaitProcess calls, and watches memory.events for
- * OOM kills (inotify). Everything under agent_lock. */
+ * OOM kills (inotify). Everything under agent_lock.
+ *
+ * Host mode: SIGTERM (or SIGINT) stops the containers in order before the
+ * agent exits, rather than leaving them to whoever kills the agent's cgroup:
+ * each container's init gets SIGTERM (newest container first), then after
+ * a short grace (or as soon as every init is gone) what is left of each
+ * container is killed (cgroup.kill) and reaped, the containers are removed
+ * (cgroups, state) and the ttRPC server is shut down, so main() returns.
+ * The host's WaitProcess calls see each init's real exit status. In the
+ * guest, PID 1 does not get signals it has no handler for: nothing to do. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,11 +35,27 @@ agent_state agent = { .epoll_fd = -1, .inotify_fd = -1 };
 pthread_mutex_t agent_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int signal_fd = -1;
+static int timer_fd = -1;
 
 /* epoll keys, never pointers: a handler may free a process between
  * epoll_wait() returning and the reactor taking the lock. Keys are looked up
- * again under the lock. */
-enum { SRC_SIGNAL = 1, SRC_INOTIFY = 2 };
+ * again under the lock. Stream keys are >= 5. */
+enum { SRC_SIGNAL = 1, SRC_INOTIFY = 2, SRC_TIMER = 3 };
+
+/* Host mode, on SIGTERM: how long the containers' inits get to exit, then
+ * how long their killed processes get to be reaped, then how long main()
+ * gets to return once the server is shut down (it may sit in accept()). */
+#define TERM_GRACE_MS 5000
+#define TERM_KILL_WAIT_MS 2000
+#define TERM_EXIT_WAIT_MS 1000
+
+typedef enum term_phase {
+        TERM_NONE,
+        TERM_GRACE,   /* inits were sent SIGTERM */
+        TERM_KILLED,  /* the rest was killed */
+        TERM_DONE,    /* containers removed, server shut down */
+} term_phase;
+static term_phase term_phase_now = TERM_NONE;
 static uint64_t next_serial = 1;
 
 agent_process *agent_process_new(agent_container *c, const char *exec_id)
@@ -380,6 +406,112 @@ static void inotify_drain(void)
         }
 }
 
+/* ---- host mode: orderly stop on SIGTERM ------------------------------------ */
+
+static void timer_arm(int ms)
+{
+        struct itimerspec its = { .it_value = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L } };
+        if (timerfd_settime(timer_fd, 0, &its, NULL) < 0)
+                log_warn("timerfd: %s", strerror(errno));
+}
+
+static bool inits_alive(void)
+{
+        for (agent_container *c = agent.containers; c; c = c->next)
+                if (c->init && c->init->pid > 0 && !c->init->exited)
+                        return true;
+        return false;
+}
+
+static void term_kill_rest(void)
+{
+        for (agent_container *c = agent.containers; c; c = c->next) {
+                if (agent_cgroup_kill(c->cgroup) < 0 && c->init && c->init->pid > 0 && !c->init->exited)
+                        kill(c->init->pid, SIGKILL);
+        }
+        if (agent.sandbox_pidns_pid > 0)
+                kill(agent.sandbox_pidns_pid, SIGKILL);
+        term_phase_now = TERM_KILLED;
+        timer_arm(TERM_KILL_WAIT_MS);
+}
+
+/* Everything is dead (or the wait is over): remove the containers and let
+ * main() return. */
+static void term_finish(void)
+{
+        size_t n = 0;
+        while (agent.containers) {
+                agent_container *c = agent.containers;
+                cc_error *err = NULL;
+                /* its processes are gone: this does not wait */
+                if (agent_container_remove(c, 1, &err) < 0) {
+                        log_warn("container=%s remove: %s", c->id, err->msg);
+                        cc_error_free(err);
+                        agent.containers = c->next; /* give up on it */
+                }
+                n++;
+        }
+        agent.sandbox_pidns_pid = 0;
+        agent.destroyed = true;
+        term_phase_now = TERM_DONE;
+        log_info("stopped %zu containers; exiting", n);
+        if (agent.server)
+                ttrpc_server_shutdown(agent.server);
+        /* main() returns once its serve loop sees the shutdown; if it sits
+         * in accept() with no host connected, the timer ends the process. */
+        timer_arm(TERM_EXIT_WAIT_MS);
+}
+
+static void term_begin(int sig)
+{
+        if (term_phase_now == TERM_GRACE) { /* a second signal: no more grace */
+                term_kill_rest();
+                return;
+        }
+        if (term_phase_now != TERM_NONE)
+                return;
+        size_t n = 0;
+        /* newest first: the list is in reverse creation order */
+        for (agent_container *c = agent.containers; c; c = c->next) {
+                if (c->paused)
+                        agent_cgroup_freeze(c->cgroup, false, NULL);
+                if (c->init && c->init->pid > 0 && !c->init->exited) {
+                        kill(c->init->pid, SIGTERM);
+                        n++;
+                }
+        }
+        log_info("%s: stopping %zu containers (SIGTERM, SIGKILL after %d ms)", strsignal(sig), n, TERM_GRACE_MS);
+        term_phase_now = TERM_GRACE;
+        timer_arm(TERM_GRACE_MS);
+}
+
+/* No process left in any container (exited ones leave their cgroup at
+ * once, whoever reaps them) and every init reaped. */
+static bool all_gone(void)
+{
+        if (inits_alive())
+                return false;
+        for (agent_container *c = agent.containers; c; c = c->next) {
+                uint64_t populated = 0;
+                if (agent_cgroup_read_u64(c->cgroup, "cgroup.events", "populated", &populated) == 0 && populated)
+                        return false;
+        }
+        return true;
+}
+
+/* After events: moves the stop along once its phase is over. */
+static void term_progress(bool timer_fired)
+{
+        if (term_phase_now == TERM_GRACE && (timer_fired || !inits_alive())) {
+                term_kill_rest();
+                timer_fired = false;
+        }
+        if (term_phase_now == TERM_KILLED && (timer_fired || all_gone()))
+                term_finish();
+        else if (term_phase_now == TERM_DONE && timer_fired)
+                _exit(0); /* containers are removed; main() did not get to return */
+}
+
 /* ---- loop ---------------------------------------------------------------- */
 
 static void *reactor_main(void *arg)
@@ -394,17 +526,28 @@ static void *reactor_main(void *arg)
                         return NULL;
                 }
                 pthread_mutex_lock(&agent_lock);
+                bool timer_fired = false;
                 for (int i = 0; i < n; i++) {
                         uint64_t src = evs[i].data.u64;
                         if (src == SRC_SIGNAL) {
                                 struct signalfd_siginfo si;
+                                int term = 0;
                                 while (read(signal_fd, &si, sizeof(si)) == sizeof(si))
-                                        ;
+                                        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                                                term = (int)si.ssi_signo;
                                 reap();
+                                if (term)
+                                        term_begin(term);
                         } else if (src == SRC_INOTIFY) {
                                 inotify_drain();
+                        } else if (src == SRC_TIMER) {
+                                uint64_t ticks;
+                                if (read(timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+                                        timer_fired = true;
                         }
                 }
+                if (term_phase_now != TERM_NONE)
+                        term_progress(timer_fired);
                 for (int i = 0; i < n; i++) {
                         agent_stream *s = find_stream(evs[i].data.u64);
                         if (s && s->fd >= 0 && !s->blocked)
@@ -422,11 +565,26 @@ int agent_reactor_start(cc_error **ret_err)
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
+        if (!agent.guest) {
+                /* Host mode: SIGTERM/SIGINT stop the containers first. They
+                 * must be blocked in every thread: main starts none before
+                 * the reactor, and later ones inherit this mask. */
+                sigset_t term;
+                sigemptyset(&term);
+                sigaddset(&term, SIGTERM);
+                sigaddset(&term, SIGINT);
+                pthread_sigmask(SIG_BLOCK, &term, NULL);
+                sigaddset(&mask, SIGTERM);
+                sigaddset(&mask, SIGINT);
+        }
         /* SIGCHLD is blocked in every thread (main blocks it before any
          * thread exists) and read from the signalfd. */
         signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (signal_fd < 0)
                 return cc_error_errno(ret_err, "signalfd");
+        timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (timer_fd < 0)
+                return cc_error_errno(ret_err, "timerfd");
         agent.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         agent.inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
         if (agent.epoll_fd < 0 || agent.inotify_fd < 0)
@@ -436,6 +594,9 @@ int agent_reactor_start(cc_error **ret_err)
                 return cc_error_errno(ret_err, "epoll_ctl");
         ev.data.u64 = SRC_INOTIFY;
         if (epoll_ctl(agent.epoll_fd, EPOLL_CTL_ADD, agent.inotify_fd, &ev) < 0)
+                return cc_error_errno(ret_err, "epoll_ctl");
+        ev.data.u64 = SRC_TIMER;
+        if (epoll_ctl(agent.epoll_fd, EPOLL_CTL_ADD, timer_fd, &ev) < 0)
                 return cc_error_errno(ret_err, "epoll_ctl");
         pthread_t t;
         pthread_attr_t attr;

@@ -81,6 +81,8 @@ static bool find_cgroup2(char *out, size_t size)
         return found;
 }
 
+static int start_agent(void);
+
 static int connect_agent(void)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -135,13 +137,19 @@ static int setup(void **state)
         snprintf(p, sizeof(p), "%s/cgroup.subtree_control", cg2);
         run_sh("echo +memory +pids +cpu > %s 2>/dev/null", p);
 
+        return start_agent();
+}
+
+/* (Re)starts the agent under test and connects to it. */
+static int start_agent(void)
+{
         agent_pid = fork();
         if (agent_pid == 0) {
                 /* its own network namespace: the network RPCs must not
                  * touch the host's */
                 if (unshare(CLONE_NEWNET) < 0)
                         _exit(126);
-                int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
                 dup2(fd, 2);
                 char sd[300];
                 snprintf(sd, sizeof(sd), "%s/state", tmpdir);
@@ -775,6 +783,64 @@ static void test_network(void **state)
         assert_int_equal(call("AddARPNeighbors", &ar.base, NULL, NULL), TTRPC_CODE_INVALID_ARGUMENT);
 }
 
+/* Host mode: SIGTERM stops the containers before the agent exits: each
+ * init gets SIGTERM (and may handle it), one that ignores it is killed after
+ * the grace, the cgroups are gone and the agent exits 0. */
+static void test_sigterm_stops_containers(void **state)
+{
+        REQUIRE_AGENT();
+        spec_opts o = { 0 };
+        char marker[200];
+        snprintf(marker, sizeof(marker), "%s/term-seen", rootfs);
+        unlink(marker);
+        assert_int_equal(create_start("t-polite", "trap 'echo $$ > /term-seen; exit 7' TERM; echo up; "
+                                      "while :; do sleep 0.1; done", &o), 0);
+        assert_int_equal(create_start("t-stubborn", "trap '' TERM; exec sleep 1000", &o), 0);
+        char buf[64];
+        Grpc__ReadStreamRequest rq = GRPC__READ_STREAM_REQUEST__INIT;
+        rq.container_id = (char *)"t-polite";
+        rq.exec_id = (char *)"";
+        rq.len = sizeof(buf);
+        Grpc__ReadStreamResponse *resp = NULL;
+        assert_int_equal(call("ReadStdout", &rq.base, &grpc__read_stream_response__descriptor,
+                              (ProtobufCMessage **)&resp), 0); /* the trap is set */
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(kill(agent_pid, SIGTERM), 0);
+        int st = 0;
+        pid_t r = 0;
+        for (int i = 0; i < 2000 && r == 0; i++) { /* 20 s */
+                r = waitpid(agent_pid, &st, WNOHANG);
+                if (r == 0)
+                        usleep(10000);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_int_equal(r, agent_pid);
+        agent_pid = 0;
+        if (!WIFEXITED(st))
+                fail_msg("agent did not exit by itself on SIGTERM (status 0x%x)", st);
+        assert_int_equal(WEXITSTATUS(st), 0);
+        /* the polite one ran its handler (pid 1 of its namespace) */
+        assert_true(file_contains(marker, "1\n"));
+        /* the stubborn one cost the grace (5 s), not more */
+        double el = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        assert_true(el >= 4.5 && el < 12);
+        char dir[700];
+        snprintf(dir, sizeof(dir), "%s/cocoon/t-polite", cg_root);
+        assert_int_not_equal(access(dir, F_OK), 0);
+        snprintf(dir, sizeof(dir), "%s/cocoon/t-stubborn", cg_root);
+        assert_int_not_equal(access(dir, F_OK), 0);
+        unlink(marker);
+
+        /* the next tests get a fresh agent */
+        ttrpc_client_free(cli);
+        cli = NULL;
+        can_run = start_agent() == 0;
+        assert_true(can_run);
+}
+
 static void test_destroy(void **state)
 {
         REQUIRE_AGENT();
@@ -811,6 +877,7 @@ int main(void)
                 cmocka_unit_test(test_invalid),
                 cmocka_unit_test(test_network),
                 cmocka_unit_test(test_malformed_frame),
+                cmocka_unit_test(test_sigterm_stops_containers),
                 cmocka_unit_test(test_destroy),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
