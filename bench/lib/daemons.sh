@@ -20,6 +20,7 @@
 #   daemons_cpu_ticks PID                         utime+stime+cutime+cstime
 #   daemons_mem_kib PID FIELD                     VmRSS, VmHWM, Threads, ...;
 #                                                 Pss from smaps_rollup
+#   daemons_host_line                             "   date  kernel  N CPUs (model)"
 
 daemons_stop_pid() { # PID
         local pid=$1 i
@@ -164,4 +165,9 @@ daemons_mem_kib() { # PID FIELD
         Pss) awk '$1 == "Pss:" { print $2 }' "/proc/$1/smaps_rollup" ;;
         *) awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" ;;
         esac
+}
+
+daemons_host_line() { # when and where the run is, for a report's header
+        echo "   $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(uname -sr)  $(nproc) CPUs" \
+                "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
 }
