@@ -20,9 +20,9 @@ import urllib.parse
 
 HERE = pathlib.Path(__file__).resolve().parent
 SRCDIR = HERE.parents[1]
-sys.path.insert(0, str(SRCDIR / "bench" / "podstart"))
+sys.path.insert(0, str(SRCDIR / "bench" / "lib"))
 sys.path.insert(0, str(SRCDIR / "tests" / "integration"))
-import podclient  # noqa: E402
+import criclient as cc  # noqa: E402
 import spdy_client as sc  # noqa: E402
 
 V4 = "v4.channel.k8s.io"
@@ -58,8 +58,8 @@ def main():
     ap.add_argument("--handler", default="")
     ap.add_argument("target")
     a = ap.parse_args()
-    pb, rt, _ = podclient.runtime(a.stubs, a.target)
-    pod, cid, t = podclient.start_pod(pb, rt, a.logdir, "execbench", a.image, a.handler)
+    pb, rt, _ = cc.runtime(a.stubs, a.target)
+    pod, cid, t = cc.start_pod(pb, rt, a.logdir, "execbench", a.image, a.handler)
     try:
         # warm-up (first exec pulls code paths and guest pages in)
         rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=60), timeout=120)
@@ -99,7 +99,7 @@ def main():
                   statistics.median(stream) * 1e3, min(stream) * 1e3, max(stream) * 1e3, best))
     finally:
         try:
-            podclient.stop_pod(pb, rt, pod)
+            cc.stop_pod(pb, rt, pod)
         except Exception as e:  # reported, but the figures above stand
             print("WARNING: removing the pod failed: %s" % e, file=sys.stderr, flush=True)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """CRI client and traffic generator for bench/net/run.sh (Debian's
-python3-grpcio; runtime.v1 stubs from bench/podstart/podclient.py stubs).
-The same requests go to cocoond and to containerd.
+python3-grpcio; stubs and the kubelet-shaped pod and container configs from
+bench/lib/criclient.py). The same requests go to cocoond and to containerd.
 
     netclient.py pod --stubs DIR --image REF --logdir D --size-mib N TARGET
         RunPodSandbox + a busybox container serving, on the pod IP:
@@ -30,49 +30,22 @@ import socket
 import statistics
 import sys
 import time
-import uuid
 import pathlib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "lib"))
+import criclient as cc  # noqa: E402
 
 SERVE = ("nc -ll -p 5001 -e /bin/sh -c 'cat >/dev/null' & "
          "nc -ll -p 5003 -e /bin/sh -c 'head -c %d /dev/zero' & "
          "exec nc -ll -p 5002 -e /bin/cat")
 
 
-def runtime(stubs, target):
-    import grpc
-    sys.path.insert(0, str(stubs))
-    import api_pb2 as pb
-    import api_pb2_grpc as pbg
-    ch = grpc.insecure_channel(target)
-    return pb, pbg.RuntimeServiceStub(ch)
-
-
-def pod_config(pb, logdir, name):
-    uid = str(uuid.uuid4())
-    ld = pathlib.Path(logdir) / ("bench_%s_%s" % (name, uid))
-    (ld / "srv").mkdir(parents=True, exist_ok=True)
-    return pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="bench", attempt=0),
-        hostname=name, log_directory=str(ld),
-        linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
-            namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))))
-
-
 def cmd_pod(a):
-    pb, rt = runtime(a.stubs, a.target)
-    cfg = pod_config(pb, a.logdir, "netbench")
-    t0 = time.monotonic()
-    pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=300).pod_sandbox_id
-    run_s = time.monotonic() - t0
+    pb, rt, _ = cc.runtime(a.stubs, a.target)
+    pod, _, t = cc.start_pod(pb, rt, a.logdir, "netbench", a.image,
+                             command=["/bin/sh", "-c", SERVE % (a.size_mib << 20)], ctr="srv")
+    run_s = t[0]
     ip = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod), timeout=60).status.network.ip
-    ctr = pb.ContainerConfig(
-        metadata=pb.ContainerMetadata(name="srv", attempt=0), image=pb.ImageSpec(image=a.image),
-        command=["/bin/sh", "-c", SERVE % (a.size_mib << 20)], log_path="srv/0.log",
-        linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-            namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))))
-    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=ctr, sandbox_config=cfg),
-                             timeout=300).container_id
-    rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=300)
     if not ip:
         sys.exit("netclient: pod %s has no IP" % pod[:12])
     # Wait until the echo port answers.
@@ -89,21 +62,19 @@ def cmd_pod(a):
 
 
 def cmd_remove(a):
-    pb, rt = runtime(a.stubs, a.target)
-    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=a.id), timeout=300)
-    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=a.id), timeout=300)
+    pb, rt, _ = cc.runtime(a.stubs, a.target)
+    cc.stop_pod(pb, rt, a.id)
 
 
 def cmd_starts(a):
-    pb, rt = runtime(a.stubs, a.target)
+    pb, rt, _ = cc.runtime(a.stubs, a.target)
     times = []
     for i in range(a.warmup + a.rounds):
-        cfg = pod_config(pb, a.logdir, "start-%d" % i)
+        cfg = cc.pod_config(pb, a.logdir, "start-%d" % i, "srv")
         t0 = time.monotonic()
         pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=300).pod_sandbox_id
         t = time.monotonic() - t0
-        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=300)
-        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=300)
+        cc.stop_pod(pb, rt, pod)
         if i < a.warmup:
             print("WARMUP %s run_s=%.3f" % (pod, t), flush=True)
             continue
