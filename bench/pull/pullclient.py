@@ -1,14 +1,10 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """CRI client and sampler for bench/pull/run.sh (Debian's python3-grpcio; the
-runtime.v1 stubs are generated from proto/api.proto at run time, as
-tests/integration/conftest.py does). The client's own cost is negligible
-next to a 200 MB pull; what is measured is the daemon's (by pid).
+runtime.v1 stubs from bench/lib/criclient.py stubs). The client's own cost
+is negligible next to a 200 MB pull; what is measured is the daemon's (by
+pid).
 
-    pullclient.py stubs DIR
-        generate api_pb2*.py into DIR (once per run)
-    pullclient.py version --stubs DIR TARGET
-        one Version call (readiness probe); exit 0 if it answers
     pullclient.py pull --stubs DIR --pid PID --image REF [--expect-id ID] TARGET
         one PullImage timed end to end (client side), the daemon's VmRSS
         polled every --interval seconds (peak), its CPU time (own + reaped
@@ -26,32 +22,8 @@ import sys
 import threading
 import time
 
-SRCDIR = pathlib.Path(__file__).resolve().parents[2]
-
-
-def gen_stubs(outdir):
-    outdir = pathlib.Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "api.proto").write_text((SRCDIR / "proto" / "api.proto").read_text())
-    from grpc_tools import protoc
-    import grpc_tools
-    include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    rc = protoc.main(["protoc", "-I%s" % outdir, "-I%s" % include, "--python_out=%s" % outdir,
-                      "--grpc_python_out=%s" % outdir, str(outdir / "api.proto")])
-    if rc != 0:
-        sys.exit("pullclient: protoc failed")
-
-
-def load_stubs(d):
-    sys.path.insert(0, str(d))
-    import api_pb2
-    import api_pb2_grpc
-    return api_pb2, api_pb2_grpc
-
-
-def channel(target):
-    import grpc
-    return grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "lib"))
+import criclient as cc  # noqa: E402
 
 
 def status_kib(pid, field):
@@ -116,10 +88,7 @@ class Sampler(threading.Thread):
 
 
 def cmd_pull(a):
-    pb, pbg = load_stubs(a.stubs)
-    ch = channel(a.target)
-    rt = pbg.RuntimeServiceStub(ch)
-    im = pbg.ImageServiceStub(ch)
+    pb, rt, im = cc.runtime(a.stubs, a.target)
     rt.Version(pb.VersionRequest(version="0.1.0"), timeout=10)  # connected before timing
     rss0 = status_kib(a.pid, "VmRSS")
     hz = os.sysconf("SC_CLK_TCK")
@@ -153,12 +122,6 @@ def cmd_pull(a):
           "oncpu_s=%.2f runq_s=%.2f samples=%d image_ref=%s listed_size=%d"
           % (wall, rss0, s.peak, hwm, (cpu1 - cpu0) / hz, (t_last[1] - t_first[1]) / 1e9,
              (t_last[2] - t_first[2]) / 1e9, s.n, resp.image_ref, listed[0].size))
-
-
-def cmd_version(a):
-    pb, pbg = load_stubs(a.stubs)
-    pbg.RuntimeServiceStub(channel(a.target)).Version(pb.VersionRequest(version="0.1.0"),
-                                                      timeout=2)
 
 
 TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z ")
@@ -206,11 +169,6 @@ def cmd_phases(a):
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("stubs")
-    p.add_argument("dir")
-    p = sub.add_parser("version")
-    p.add_argument("--stubs", required=True)
-    p.add_argument("target")
     p = sub.add_parser("pull")
     p.add_argument("--stubs", required=True)
     p.add_argument("--pid", type=int, required=True)
@@ -224,11 +182,7 @@ def main():
     p.add_argument("--timeline", help="from pull --timeline: CPU/run-queue time per phase")
     p.add_argument("log")
     a = ap.parse_args()
-    if a.cmd == "stubs":
-        gen_stubs(a.dir)
-    elif a.cmd == "version":
-        cmd_version(a)
-    elif a.cmd == "pull":
+    if a.cmd == "pull":
         cmd_pull(a)
     else:
         cmd_phases(a)

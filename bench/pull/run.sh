@@ -20,19 +20,15 @@ set -eu -o pipefail
 die() { echo "run.sh: $*" >&2; exit 1; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRCDIR=$(cd "$HERE/../.." && pwd)
-# shellcheck source=SCRIPTDIR/../lib/daemons.sh
-. "$SRCDIR/bench/lib/daemons.sh"
+# shellcheck source=SCRIPTDIR/../lib/cri-env.sh
+. "$HERE/../lib/cri-env.sh"
 
-BUILDDIR=$(cd "${1:-.}" && pwd) || die "no build directory '${1:-.}'"
-COCOOND=$BUILDDIR/cocoond
-CONTAINERD=${CONTAINERD:-$(command -v containerd || true)}
+crienv_paths "${1:-.}"
 ROUNDS=${ROUNDS:-3}
 SEED=${SEED:-cocoon-bench-pull-1}
 SCALE=${SCALE:-1}
 INTERVAL=${INTERVAL:-0.02}
 PROFILE=${PROFILE:-}
-PY=/usr/bin/python3 # Debian's, with python3-grpcio / python3-grpc-tools
 REGISTRY_BIN=/usr/bin/docker-registry
 SKOPEO=/usr/bin/skopeo
 CLIENT=$HERE/pullclient.py
@@ -54,36 +50,17 @@ strace) command -v strace >/dev/null || die "strace not found" ;;
 esac
 [ "$ROUNDS" -ge 1 ] 2>/dev/null || die "ROUNDS must be a positive integer"
 
-WORK=
 REG_PID=
-DAEMON_PID=
 PROF_PID=
-HOST_CTR_BEFORE=$(daemons_host_ctr_dirs)
 
-cleanup() {
-        local rc=$? after
-        trap - EXIT INT TERM
+# Run first by crienv_cleanup (which then stops the daemon, unmounts and
+# removes the work dir, and checks the host's containerd directories).
+pull_cleanup() {
         [ -z "$PROF_PID" ] || { kill -INT "$PROF_PID" 2>/dev/null || true; wait "$PROF_PID" 2>/dev/null || true; }
-        daemons_stop_pid "$DAEMON_PID"
         daemons_stop_pid "$REG_PID"
-        if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-                daemons_umount_below "$WORK"
-                rm -rf "$WORK"
-        fi
-        after=$(daemons_host_ctr_dirs)
-        [ "$after" = "$HOST_CTR_BEFORE" ] ||
-                echo "run.sh: WARNING: host containerd directories changed: '$HOST_CTR_BEFORE' -> '$after'" >&2
-        exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Short: unix socket paths must fit in 107 bytes.
-WORK=$(mktemp -d /tmp/pullb.XXXXXX)
-chmod 0711 "$WORK"
-STUBS=$WORK/stubs
-"$PY" "$CLIENT" stubs "$STUBS"
+crienv_init pullb pull_cleanup
+crienv_stubs
 
 get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END {
@@ -146,7 +123,7 @@ start_cocoond() { # DIR
         "$COCOOND" --config "$d/cocoon.toml" --log-level debug >"$d/log" 2>&1 &
         DAEMON_PID=$!
         daemons_wait_ready cocoond "$DAEMON_PID" "$d/cocoon.sock" "$d/log" "$COCOOND" \
-                "$PY" "$CLIENT" version --stubs "$STUBS" "unix://$d/cocoon.sock"
+                "$PY" "$CRICLIENT" version --timeout 2 --stubs "$STUBS" "unix://$d/cocoon.sock"
         SOCK=$d/cocoon.sock
 }
 
@@ -159,7 +136,7 @@ start_containerd() { # DIR
         "$CONTAINERD" --config "$d/config.toml" >"$d/log" 2>&1 &
         DAEMON_PID=$!
         daemons_wait_ready containerd "$DAEMON_PID" "$d/containerd.sock" "$d/log" "$CONTAINERD" \
-                "$PY" "$CLIENT" version --stubs "$STUBS" "unix://$d/containerd.sock"
+                "$PY" "$CRICLIENT" version --timeout 2 --stubs "$STUBS" "unix://$d/containerd.sock"
         SOCK=$d/containerd.sock
 }
 
@@ -192,17 +169,14 @@ pull_one() { # DAEMON ROUND
         R[$name/$round/unpacked]=$unpacked
         awk -v u="$unpacked" -v r="$IMG_RAW" 'BEGIN { exit !(u >= 0.95 * r) }' ||
                 die "$name round $round: only $(mb "$unpacked") unpacked on disk, the layers hold $(mb "$IMG_RAW")"
-        daemons_stop_pid "$DAEMON_PID"
-        DAEMON_PID=
-        daemons_umount_below "$d"
+        crienv_stop_daemon "$d"
         rm -rf "$d"
 }
 
 COCOON_VERSION=$("$COCOOND" --version 2>&1 | head -n 1)
 CTR_VERSION=$("$CONTAINERD" --version 2>&1 | head -n 1)
 echo "== cold pull benchmark: cocoond vs containerd (CRI PullImage), $ROUNDS rounds"
-echo "   $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(uname -sr)  $(nproc) CPUs" \
-        "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+daemons_host_line
 echo "   $COCOON_VERSION"
 echo "   $CTR_VERSION (overlayfs snapshotter, Go gzip: no unpigz on PATH: $(command -v unpigz || echo none))"
 echo "   image $REF: $IMG_LAYERS gzip layers, $(mb "$IMG_Z") compressed, $(mb "$IMG_RAW") uncompressed" \
