@@ -10,6 +10,7 @@
 #include "agent/agent.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "cocoon-agent.pb-c.h"
 
 #define MAX_MOUNTS 256
 
@@ -215,6 +216,19 @@ static void h_oom(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
         pthread_mutex_unlock(&agent_lock);
 }
 
+/* cocoon.agent.Containers/Pid (proto/cocoon-agent.proto). */
+static void h_pid(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
+{
+        LOOKUP(call, cocoon__agent__container_pid_request__descriptor, Cocoon__Agent__ContainerPidRequest, req,
+               "Pid");
+        Cocoon__Agent__ContainerPidResponse resp = COCOON__AGENT__CONTAINER_PID_RESPONSE__INIT;
+        if (c->init && c->init->pid > 0 && !c->init->exited)
+                resp.pid = c->init->pid;
+        pthread_mutex_unlock(&agent_lock);
+        ttrpc_call_reply_pb(call, &resp.base);
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 void agent_rpc_register_containers(ttrpc_server *s)
 {
         static const struct { const char *method; ttrpc_handler_fn fn; } tab[] = {
@@ -225,4 +239,5 @@ void agent_rpc_register_containers(ttrpc_server *s)
         };
         for (size_t i = 0; i < CC_ARRAY_SIZE(tab); i++)
                 ttrpc_server_register(s, "grpc.AgentService", tab[i].method, tab[i].fn, NULL, NULL);
+        ttrpc_server_register(s, "cocoon.agent.Containers", "Pid", h_pid, NULL, NULL);
 }

@@ -365,6 +365,10 @@ char *cri_ctr_verbose_info(cri_ctx *ctx, const rt_ctr_info *c)
         json_object_object_add(o, "imageName", jstr(c->image_name));
         json_object_object_add(o, "imageID", jstr(c->image_id));
         json_object_object_add(o, "logPath", jstr(c->log_path));
+        /* "pid" as containerd's: the main process while it runs (0 if
+         * unknown). In a VM pod it is the guest's pid (the host only has
+         * the VMM's: the pod's vmmPid); in a host-mode pod, the host's. */
+        json_object_object_add(o, "pid", json_object_new_int(c->pid));
         const Runtime__V1__ContainerConfig *cfg = c->config;
         if (cfg) {
                 /* A summary of what the container runs. Env values may hold

@@ -18,10 +18,12 @@
 #include "runtime/internal.h"
 #include "runtime/rootfs.h"
 #include "runtime/spec.h"
+#include "cocoon-agent.pb-c.h"
 
 #define EXIT_DRAIN_MS 2000   /* output still in flight after the exit */
 #define KILL_WAIT_S 10       /* after SIGKILL */
 #define START_ERROR_EXIT 128 /* containerd's errorStartExitCode */
+#define PID_TIMEOUT_MS 5000  /* asking the agent for the init's pid */
 
 void rt_ctr_free(rt_ctr *c)
 {
@@ -183,6 +185,26 @@ static int start_waiter(rt_runtime *rt, rt_ctr *c, rt_agent *a, cc_error **ret_e
         return r;
 }
 
+/* The init's pid from the agent (cocoon.agent.Containers/Pid): only for
+ * the verbose ContainerStatus, so a failure (an older agent) leaves 0. */
+static void query_pid(rt_runtime *rt, rt_ctr *c, rt_agent *a)
+{
+        Cocoon__Agent__ContainerPidRequest req = COCOON__AGENT__CONTAINER_PID_REQUEST__INIT;
+        req.container_id = c->id;
+        ProtobufCMessage *resp = NULL;
+        _cleanup_error_ cc_error *err = NULL;
+        if (rt_agent_call_pb(a, "cocoon.agent.Containers", "Pid", &req.base,
+                             &cocoon__agent__container_pid_response__descriptor, PID_TIMEOUT_MS, &resp, &err) < 0) {
+                log_debug("container %.12s: pid: %s", c->id, err->msg);
+                return;
+        }
+        int pid = ((Cocoon__Agent__ContainerPidResponse *)resp)->pid;
+        protobuf_c_message_free_unpacked(resp, NULL);
+        pthread_mutex_lock(&rt->lock);
+        c->pid = pid > 0 ? pid : 0;
+        pthread_mutex_unlock(&rt->lock);
+}
+
 void rt_ctr_reattach(rt_runtime *rt, rt_ctr *c, rt_agent *a)
 {
         pthread_mutex_lock(&c->op_lock);
@@ -204,6 +226,7 @@ void rt_ctr_reattach(rt_runtime *rt, rt_ctr *c, rt_agent *a)
                 }
                 if (start_waiter(rt, c, a, &err) < 0)
                         log_warn("container=%.12s exit waiter: %s", c->id, err->msg);
+                query_pid(rt, c, a);
         }
         pthread_mutex_unlock(&c->op_lock);
 }
@@ -542,6 +565,7 @@ int rt_container_start(rt_runtime *rt, const char *id, cc_error **ret_err)
         c->state = RT_CTR_RUNNING;
         c->started_at_ns = rt_now_ns();
         pthread_mutex_unlock(&rt->lock);
+        query_pid(rt, c, a);
         if (rt_state_save_ctr(rt, c, &err) < 0)
                 log_warn("%s", err->msg);
         if ((r = start_waiter(rt, c, a, ret_err)) < 0)
@@ -704,6 +728,7 @@ static rt_ctr_info *ctr_info(rt_ctr *c)
         i->started_at_ns = c->started_at_ns;
         i->finished_at_ns = c->finished_at_ns;
         i->exit_code = c->exit_code;
+        i->pid = c->state == RT_CTR_RUNNING ? c->pid : 0;
         i->reason = rt_strdup0(c->reason);
         i->message = rt_strdup0(c->message);
         i->log_path = rt_strdup0(c->log_path);

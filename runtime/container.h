@@ -43,6 +43,9 @@ typedef struct rt_ctr_info {
         rt_ctr_state state;
         int64_t created_at_ns, started_at_ns, finished_at_ns; /* 0 if not yet */
         int32_t exit_code;
+        int pid;              /* 0 if unknown: the main process's pid while it
+                                 runs, as the pod's agent sees it (the guest's
+                                 pid namespace in a VM, the host's in host mode) */
         char *reason;         /* "" / "Completed" / "Error" / "OOMKilled" / ... */
         char *message;
         char *log_path;       /* pod log_directory + config log_path, "" if none */

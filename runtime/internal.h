@@ -82,6 +82,7 @@ struct rt_ctr {
         rt_ctr_state state;
         int64_t created_at_ns, started_at_ns, finished_at_ns;
         int32_t exit_code;
+        int pid;                     /* the init's, as its agent sees it; 0 if unknown */
         char *reason, *message;
         char *log_path;              /* "" if none */
         Grpc__Spec *spec;

@@ -117,6 +117,7 @@ def test_lifecycle_status_and_filters(pod_env, shared):
     assert dict(s.labels) == {"c": "main"} and dict(s.annotations) == {"ca": "1"}
     v = json.loads(r.info["info"])
     assert v["sandboxID"] == pod
+    assert v["pid"] > 1, v  # the guest's pid of the container's init
 
     # ListPodSandbox filters: id (full, prefix), state, label selector.
     def pods(**f):
@@ -552,6 +553,10 @@ def test_host_network_pod(pod_env, shm_file):
     assert wait_until(fetch, 30, "httpd in the host-network pod") == ("hello-from-%s\n" % pod[:8]).encode()
     cid = env.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=pod)),
                                 timeout=30).containers[0].id
+    # Verbose "pid": a host-mode container's main process is a host process.
+    pid = json.loads(env.ctr_status(cid, verbose=True).info["info"])["pid"]
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        assert f.read().split(b"\0")[0].endswith(b"httpd")
     # Its own PID and IPC namespaces: the host's processes and shm are not there.
     lines = env.wait_log(cid, lambda l: len(l) >= 2)
     assert lines[:2] == ["pid:none", "shm:none"], lines

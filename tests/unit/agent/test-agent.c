@@ -27,6 +27,7 @@
 
 #include "common/ttrpc.h"
 #include "agent.pb-c.h"
+#include "cocoon-agent.pb-c.h"
 #include "health.pb-c.h"
 #include "oci.pb-c.h"
 
@@ -449,12 +450,46 @@ static void test_run_output_status(void **state)
         assert_int_equal(simple("StartContainer", "c1"), TTRPC_CODE_NOT_FOUND);
 }
 
+/* cocoon.agent.Containers/Pid: the init's pid (-1: a failure, its code in
+ * *code). */
+static int ctr_pid(const char *id, int *code)
+{
+        Cocoon__Agent__ContainerPidRequest req = COCOON__AGENT__CONTAINER_PID_REQUEST__INIT;
+        req.container_id = (char *)id;
+        cc_error *err = NULL;
+        ProtobufCMessage *resp = NULL;
+        if (ttrpc_client_call_pb(cli, "cocoon.agent.Containers", "Pid", &req.base,
+                                 &cocoon__agent__container_pid_response__descriptor, TIMEOUT_MS, &resp, &err) < 0) {
+                *code = err->grpc;
+                cc_error_free(err);
+                return -1;
+        }
+        int pid = ((Cocoon__Agent__ContainerPidResponse *)resp)->pid;
+        protobuf_c_message_free_unpacked(resp, NULL);
+        return pid;
+}
+
 static void test_exec_user_pidns_hostname(void **state)
 {
         REQUIRE_AGENT();
         spec_opts o = { .hostname = "ctrhost" };
         assert_int_equal(create_start("c2", "exec sleep 1000", &o), 0);
         char buf[8192];
+
+        /* the init's pid, in the agent's (here the host's) pid namespace */
+        int code = 0;
+        int pid = ctr_pid("c2", &code);
+        assert_true(pid > 1);
+        char p[64];
+        for (int i = 0; i < 200; i++) { /* until sh has exec'd sleep */
+                snprintf(p, sizeof(p), "/proc/%d/cmdline", pid);
+                if (file_contains(p, "sleep"))
+                        break;
+                usleep(10000);
+        }
+        assert_true(file_contains(p, "sleep"));
+        assert_int_equal(ctr_pid("no-such", &code), -1);
+        assert_int_equal(code, TTRPC_CODE_NOT_FOUND);
 
         assert_int_equal(exec_proc("c2", "e1", "id", false, "app"), 0);
         read_stream("c2", "e1", false, buf, sizeof(buf));

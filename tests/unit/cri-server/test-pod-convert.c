@@ -289,6 +289,7 @@ static void test_container_status(void **state)
                 .image_id = "sha256:aaaa", .image_name = "docker.io/library/busybox:latest",
                 .state = RT_CTR_EXITED, .created_at_ns = 1, .started_at_ns = 2, .finished_at_ns = 3,
                 .exit_code = 3, .reason = "Error", .message = "", .log_path = "/var/log/pods/x/app/1.log",
+                .pid = 4242,
         };
         Runtime__V1__ContainerStatus *s = roundtrip(&cri_ctr_status_from_info(ctx, &info)->base);
         assert_string_equal(s->id, "fedcba");
@@ -325,6 +326,8 @@ static void test_container_status(void **state)
         json_object *o = json_tokener_parse(js), *v;
         assert_true(json_object_object_get_ex(o, "sandboxID", &v));
         assert_string_equal(json_object_get_string(v), "012345");
+        assert_true(json_object_object_get_ex(o, "pid", &v));
+        assert_int_equal(json_object_get_int(v), 4242);
         json_object_put(o);
 
         /* No normalised name recorded: the request's. */
