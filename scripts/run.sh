@@ -11,7 +11,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 mkdir -p build
 cd build
-[ -f Makefile ] || ../configure -q --prefix=/usr/local --sysconfdir=/etc
+# The guest kernel/initrd go where cocoond looks by default (/usr/share/cocoon).
+[ -f Makefile ] || ../configure -q --prefix=/usr/local --sysconfdir=/etc --with-sharedir=/usr/share/cocoon
 make -j"$jobs" >/dev/null || make
 make install >/dev/null
 # The guest kernel + initrd (Debian's cloud kernel, our initrd) for pod VMs.
