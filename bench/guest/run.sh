@@ -41,7 +41,9 @@ import time
 
 src = pathlib.Path(sys.argv[1])
 sys.path.insert(0, str(src / "tests" / "integration"))
+sys.path.insert(0, str(src / "bench" / "lib"))
 import test_agent_guest as tg  # noqa: E402  (GuestVM, AgentSession, images)
+from criclient import pss_kib  # noqa: E402  (no grpc needed for this)
 
 ap = argparse.ArgumentParser(prog="bench/guest/run.sh")
 ap.add_argument("-n", "--boots", type=int, default=10)
@@ -75,17 +77,6 @@ def hw_kvm():
 
 
 ACCEL = "kvm" if hw_kvm() else "tcg"
-
-
-def pss_kib(pid):
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def tree(pid):
