@@ -350,8 +350,8 @@ static const key_desc keys[] = {
 
         STR("vm.qemu", vm.qemu, "/usr/bin/qemu-system-x86_64", check_abs_path, "QEMU binary"),
         STR("vm.virtiofsd", vm.virtiofsd, "/usr/lib/qemu/virtiofsd", check_abs_path, "virtiofsd binary"),
-        STR("vm.kernel", vm.kernel, "/usr/share/cocoon/vmlinux", check_abs_path, "guest kernel"),
-        STR("vm.initrd", vm.initrd, "/usr/share/cocoon/initrd.img", check_abs_path,
+        STR("vm.kernel", vm.kernel, COCOON_SHAREDIR "/vmlinux", check_abs_path, "guest kernel"),
+        STR("vm.initrd", vm.initrd, COCOON_SHAREDIR "/initrd.img", check_abs_path,
             "guest initrd holding cocoon-agent"),
         ENUM("vm.accel", vm.accel, CC_CONFIG_ACCEL_AUTO, accels, "auto (KVM if usable, else TCG), kvm or tcg"),
         STR("vm.machine", vm.machine, "microvm", check_machine, "QEMU machine type"),

@@ -95,8 +95,8 @@ static void test_defaults(void **state)
         assert_int_equal(c->runtime.n_handlers, 0);
         assert_string_equal(c->vm.qemu, "/usr/bin/qemu-system-x86_64");
         assert_string_equal(c->vm.virtiofsd, "/usr/lib/qemu/virtiofsd");
-        assert_string_equal(c->vm.kernel, "/usr/share/cocoon/vmlinux");
-        assert_string_equal(c->vm.initrd, "/usr/share/cocoon/initrd.img");
+        assert_string_equal(c->vm.kernel, COCOON_SHAREDIR "/vmlinux");
+        assert_string_equal(c->vm.initrd, COCOON_SHAREDIR "/initrd.img");
         assert_int_equal(c->vm.accel, CC_CONFIG_ACCEL_AUTO);
         assert_string_equal(c->vm.machine, "microvm");
         assert_int_equal(c->vm.default_vcpus, 1);
@@ -537,6 +537,10 @@ static void test_doc_matches_defaults(void **state)
         c->runtime.host_agent = strdup(def->runtime.host_agent);
         free(c->runtime.seccomp_dir);
         c->runtime.seccomp_dir = strdup(def->runtime.seccomp_dir);
+        free(c->vm.kernel);
+        c->vm.kernel = strdup(def->vm.kernel);
+        free(c->vm.initrd);
+        c->vm.initrd = strdup(def->vm.initrd);
         _cleanup_free_ char *d1 = cc_config_dump(c);
         _cleanup_free_ char *d2 = cc_config_dump(def);
         assert_string_equal(d1, d2);
