@@ -5,12 +5,18 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/neighbour.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+#include <netlink/route/neighbour.h>
 
 #include "common/cleanup.h"
 #include "common/json.h"
@@ -25,6 +31,7 @@
 #define PN_MAX_NICS 16
 #define PN_MAX_ROUTES 256
 #define PN_MAX_IPS 32
+#define PN_MAX_NEIGHS 128
 #define PN_SAVED_MAX_NETWORK (1024 * 1024)
 #define PN_IPS_PER_NIC (sizeof(((rt_pod_nic *)0)->ips) / sizeof(rt_agent_ip))
 
@@ -41,6 +48,12 @@ typedef struct pn_route_store {
         char dev[IFNAMSIZ];
 } pn_route_store;
 
+typedef struct pn_neigh_store {
+        char ip[INET6_ADDRSTRLEN];
+        char lladdr[18];
+        char dev[IFNAMSIZ];
+} pn_neigh_store;
+
 /* What rt_pod_net hands out is the first member of this. */
 typedef struct pn_priv {
         rt_pod_net pub;
@@ -48,6 +61,7 @@ typedef struct pn_priv {
         json_object *network;     /* the conflist that ADD used (DEL after a restart) */
         char (*ifnames)[IFNAMSIZ]; /* per NIC: the CNI interface = the guest's name */
         pn_route_store *rstore;   /* backs pub.routes' strings */
+        pn_neigh_store *nstore;   /* backs pub.neighs' strings */
         bool vm, torn_down;
 } pn_priv;
 
@@ -166,6 +180,8 @@ void rt_pod_net_free(rt_pod_net *pn)
                 json_object_put(p->network);
         free(p->ifnames);
         free(p->rstore);
+        free(pn->neighs);
+        free(p->nstore);
         free(p);
 }
 
@@ -415,6 +431,105 @@ static int push(cc_undo *undo, cc_undo_fn fn, rt_net *n, pn_priv *p, size_t i, c
         return 0;
 }
 
+/* ---- permanent neighbours ------------------------------------------------------- */
+
+/* Takes over ns[0..n) as the pod's neighbours. */
+static int neighs_adopt(pn_priv *p, pn_neigh_store *ns, size_t n)
+{
+        rt_agent_neigh *v = calloc(n ? n : 1, sizeof *v);
+        if (!v) {
+                free(ns);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                v[i] = (rt_agent_neigh){ .ip = ns[i].ip, .lladdr = ns[i].lladdr, .device = ns[i].dev };
+        free(p->pub.neighs);
+        free(p->nstore);
+        p->pub.neighs = v;
+        p->pub.n_neighs = n;
+        p->nstore = ns;
+        return 0;
+}
+
+typedef struct neigh_scan {
+        const pn_priv *p;
+        int ifindex[PN_MAX_NICS];
+        pn_neigh_store *out;
+        size_t n;
+        int err;
+} neigh_scan;
+
+static void neigh_cb(struct nl_object *obj, void *arg)
+{
+        neigh_scan *c = arg;
+        struct rtnl_neigh *nb = (struct rtnl_neigh *)obj;
+        int state = rtnl_neigh_get_state(nb);
+        if (c->err || state < 0 || !(state & NUD_PERMANENT) || (rtnl_neigh_get_flags(nb) & NTF_PROXY))
+                return;
+        size_t k = 0, nn = c->p->pub.n_nics;
+        while (k < nn && c->ifindex[k] != rtnl_neigh_get_ifindex(nb))
+                k++;
+        struct nl_addr *dst = rtnl_neigh_get_dst(nb), *ll = rtnl_neigh_get_lladdr(nb);
+        int fam = dst ? nl_addr_get_family(dst) : AF_UNSPEC;
+        if (k == nn || !ll || nl_addr_get_len(ll) != 6 ||
+            !((fam == AF_INET && nl_addr_get_len(dst) == 4) || (fam == AF_INET6 && nl_addr_get_len(dst) == 16)))
+                return; /* another interface, or no Ethernet address to replay */
+        if (c->n >= PN_MAX_NEIGHS) {
+                c->err = -E2BIG;
+                return;
+        }
+        pn_neigh_store *t = &c->out[c->n++];
+        inet_ntop(fam, nl_addr_get_binary_addr(dst), t->ip, sizeof t->ip);
+        const unsigned char *m = nl_addr_get_binary_addr(ll);
+        snprintf(t->lladdr, sizeof t->lladdr, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+        snprintf(t->dev, sizeof t->dev, "%s", c->p->ifnames[k]);
+}
+
+static inline void nl_sockp(struct nl_sock **s) { if (*s) nl_socket_free(*s); }
+static inline void nl_cachep(struct nl_cache **c) { if (*c) nl_cache_free(*c); }
+
+/* Runs inside the pod's netns. */
+static int neigh_scan_fn(void *userdata, cc_error **ret_err)
+{
+        neigh_scan *c = userdata;
+        _cleanup_(nl_sockp) struct nl_sock *sk = nl_socket_alloc();
+        if (!sk)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        int e = nl_connect(sk, NETLINK_ROUTE);
+        if (e < 0)
+                return cc_error_set(ret_err, -EIO, "netlink: %s", nl_geterror(e));
+        fcntl(nl_socket_get_fd(sk), F_SETFD, FD_CLOEXEC);
+        _cleanup_(nl_cachep) struct nl_cache *links = NULL, *neighs = NULL;
+        if ((e = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links)) < 0)
+                return cc_error_set(ret_err, -EIO, "list interfaces: %s", nl_geterror(e));
+        for (size_t k = 0; k < c->p->pub.n_nics; k++)
+                if (!(c->ifindex[k] = rtnl_link_name2i(links, c->p->ifnames[k])))
+                        return cc_error_set(ret_err, -ENOENT, "interface '%s' is gone", c->p->ifnames[k]);
+        if ((e = rtnl_neigh_alloc_cache(sk, &neighs)) < 0)
+                return cc_error_set(ret_err, -EIO, "list neighbours: %s", nl_geterror(e));
+        nl_cache_foreach(neighs, neigh_cb, c);
+        if (c->err == -E2BIG)
+                return cc_error_set(ret_err, -E2BIG, "more than %d permanent neighbours", PN_MAX_NEIGHS);
+        return 0;
+}
+
+/* Records the permanent neighbours of the pod's interfaces, for the guest. */
+static int read_neighs(pn_priv *p, cc_error **ret_err)
+{
+        neigh_scan c = { .p = p, .out = calloc(PN_MAX_NEIGHS, sizeof(pn_neigh_store)) };
+        if (!c.out)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        cc_error *err = NULL;
+        if (cni_netns_run(p->pub.netns_path, neigh_scan_fn, &c, &err) < 0) {
+                free(c.out);
+                cc_error_prefix(&err, "pod network: permanent neighbours");
+                return cc_error_propagate(ret_err, err);
+        }
+        if (neighs_adopt(p, c.out, c.n) < 0)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        return 0;
+}
+
 /* ---- setup --------------------------------------------------------------------- */
 
 static int check_req(const rt_pod_net_req *req, cc_error **ret_err)
@@ -545,8 +660,10 @@ int rt_pod_net_setup(rt_net *n, const rt_pod_net_req *req, rt_pod_net **ret, cc_
                 if (r < 0)
                         return r;
         }
-        log_debug("pod network: %s netns=%s ip=%s nics=%zu routes=%zu", req->sandbox_id, p->pub.netns_path,
-                  p->pub.ip, p->pub.n_nics, p->pub.n_routes);
+        if (req->vm && (r = read_neighs(p, ret_err)) < 0)
+                return r;
+        log_debug("pod network: %s netns=%s ip=%s nics=%zu routes=%zu neighbours=%zu", req->sandbox_id,
+                  p->pub.netns_path, p->pub.ip, p->pub.n_nics, p->pub.n_routes, p->pub.n_neighs);
         cc_undo_disarm(&undo);
         *ret = &TAKE_PTR(p)->pub;
         return 0;
@@ -568,6 +685,10 @@ int rt_pod_net_configure_guest(const rt_pod_net *pn, rt_agent *a, cc_error **ret
         }
         if (pn->n_routes && rt_agent_update_routes(a, pn->routes, pn->n_routes, 0, &err) < 0) {
                 cc_error_prefix(&err, "pod network: guest routes");
+                return cc_error_propagate(ret_err, err);
+        }
+        if (pn->n_neighs && rt_agent_add_arp_neighbors(a, pn->neighs, pn->n_neighs, 0, &err) < 0) {
+                cc_error_prefix(&err, "pod network: guest neighbours");
                 return cc_error_propagate(ret_err, err);
         }
         return 0;
@@ -672,6 +793,15 @@ int rt_pod_net_save(const rt_pod_net *pn, json_object **ret, cc_error **ret_err)
                 json_object_array_add(a, e);
         }
         json_object_object_add(o, "routes", a);
+        a = json_object_new_array();
+        for (size_t i = 0; i < pn->n_neighs; i++) {
+                json_object *e = json_object_new_object();
+                json_object_object_add(e, "ip", jstr(pn->neighs[i].ip));
+                json_object_object_add(e, "lladdr", jstr(pn->neighs[i].lladdr));
+                json_object_object_add(e, "device", jstr(pn->neighs[i].device));
+                json_object_array_add(a, e);
+        }
+        json_object_object_add(o, "neighbors", a);
         *ret = TAKE_PTR(o);
         return 0;
 }
@@ -718,6 +848,8 @@ static bool valid_ip(const char *s)
         unsigned char bin[16];
         return inet_pton(AF_INET, s, bin) == 1 || inet_pton(AF_INET6, s, bin) == 1;
 }
+
+static int load_neighs(pn_priv *p, json_object *neighs, cc_error **ret_err);
 
 static int bad(cc_error **ret_err, const char *what)
 {
@@ -853,7 +985,8 @@ int rt_pod_net_load(json_object *saved, rt_pod_net **ret, cc_error **ret_err)
                 p->network = json_object_get(network);
         }
         if ((r = load_nics(p, cc_json_get_typed(saved, "nics", json_type_array),
-                           cc_json_get_typed(saved, "routes", json_type_array), ret_err)) < 0)
+                           cc_json_get_typed(saved, "routes", json_type_array), ret_err)) < 0 ||
+            (r = load_neighs(p, cc_json_get_typed(saved, "neighbors", json_type_array), ret_err)) < 0)
                 return r;
         /* The VMM needs the tap fds again; a tap that is gone stays at -1. */
         if (vm && cni_netns_is_pinned(p->pub.netns_path))
@@ -869,4 +1002,34 @@ int rt_pod_net_load(json_object *saved, rt_pod_net **ret, cc_error **ret_err)
                 }
         *ret = &TAKE_PTR(p)->pub;
         return 0;
+}
+
+/* Each neighbour must sit on one of the record's NICs (a record without
+ * "neighbors", from before they were kept, has none). */
+static int load_neighs(pn_priv *p, json_object *neighs, cc_error **ret_err)
+{
+        size_t n = neighs ? json_object_array_length(neighs) : 0;
+        if (n > PN_MAX_NEIGHS)
+                return bad(ret_err, "neighbors (too many)");
+        pn_neigh_store *ns = calloc(n ? n : 1, sizeof *ns);
+        if (!ns)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(neighs, i);
+                const char *ip = NULL, *ll = NULL, *dev = NULL;
+                size_t k = 0;
+                if (json_object_is_type(e, json_type_object) && cc_json_get_string(e, "ip", false, &ip, NULL) == 0 &&
+                    cc_json_get_string(e, "lladdr", false, &ll, NULL) == 0 &&
+                    cc_json_get_string(e, "device", false, &dev, NULL) == 0)
+                        while (k < p->pub.n_nics && strcmp(p->ifnames[k], dev))
+                                k++;
+                if (!ip || !valid_ip(ip) || !valid_mac(ll) || k == p->pub.n_nics) {
+                        free(ns);
+                        return bad(ret_err, "neighbor");
+                }
+                snprintf(ns[i].ip, sizeof ns[i].ip, "%s", ip);
+                snprintf(ns[i].lladdr, sizeof ns[i].lladdr, "%s", ll);
+                snprintf(ns[i].dev, sizeof ns[i].dev, "%s", dev);
+        }
+        return neighs_adopt(p, ns, n) < 0 ? cc_error_set(ret_err, -ENOMEM, "out of memory") : 0;
 }

@@ -64,12 +64,19 @@ typedef struct rt_pod_net {
         size_t n_nics;
         rt_agent_route *routes;  /* for UpdateRoutes */
         size_t n_routes;
+        /* For AddARPNeighbors (vm only): the permanent (NUD_PERMANENT)
+         * neighbour entries CNI or the operator put on the pod's interfaces,
+         * read once after setup, as Kata does; device = the guest's name. */
+        rt_agent_neigh *neighs;
+        size_t n_neighs;
 } rt_pod_net;
 
 /* Creates the netns, runs CNI ADD (when configured), and for vm sets up the
- * taps. */
+ * taps and records the interfaces' permanent neighbours (at most 128, else
+ * -E2BIG). */
 int rt_pod_net_setup(rt_net *n, const rt_pod_net_req *req, rt_pod_net **ret, cc_error **ret_err);
-/* Configures the guest: UpdateInterface for each NIC, UpdateRoutes. */
+/* Configures the guest: UpdateInterface for each NIC, UpdateRoutes, then
+ * AddARPNeighbors when there are permanent neighbours. */
 int rt_pod_net_configure_guest(const rt_pod_net *pn, rt_agent *a, cc_error **ret_err);
 /* Taps down, CNI DEL (using the cached result), netns removed. Idempotent;
  * works from a saved record after a restart (rt_pod_net_load). Keeps going

@@ -79,6 +79,24 @@ class PodNet:
         p.write_text("#!/bin/sh\ncat >/dev/null\n" + body + "\n")
         p.chmod(0o755)
 
+    def neigh_plugin(self, name, entries):
+        """A chained plugin that, as some CNIs do, puts neighbour entries
+        ((ip, lladdr, nud) tuples) on the pod's interface and passes the
+        result on."""
+        p = self.bin / name
+        p.write_text(
+            "#!/usr/bin/python3\n"
+            "import json, os, subprocess, sys\n"
+            "conf = json.load(sys.stdin)\n"
+            "if os.environ['CNI_COMMAND'] != 'ADD':\n"
+            "    sys.exit(0)\n"
+            "for ip, ll, nud in %r:\n"
+            "    subprocess.run(['nsenter', '--net=' + os.environ['CNI_NETNS'], 'ip', 'neigh', 'replace', ip,\n"
+            "                    'lladdr', ll, 'dev', os.environ['CNI_IFNAME'], 'nud', nud], check=True,\n"
+            "                   stdout=sys.stderr)\n"
+            "print(json.dumps(conf['prevResult']))\n" % (list(entries),))
+        p.chmod(0o755)
+
     def cni_args(self):
         return ["--conf-dir", str(self.conf), "--bin-dir", CNI_BIN, "--bin-dir", str(self.bin),
                 "--cache-dir", str(self.cache), "--netns-dir", NETNS_DIR, "--timeout", "20"]
@@ -197,6 +215,7 @@ def test_vm_setup_and_teardown_restore_host(pn):
     # Routes for the guest: the default via the bridge. The subnet's prefix
     # route is left out: the guest's kernel adds it with the address.
     assert out["routes"] == [{"family": 4, "dest": "0.0.0.0/0", "gateway": pn.gateway, "device": "eth0"}]
+    assert out["neighbors"] == []  # no permanent neighbours in the pod's netns
     # CNI did its part: the IP is reserved, portmap's DNAT is there, the
     # result is cached.
     assert pn.allocations() == [out["ip"]]
@@ -284,7 +303,16 @@ def test_corrupt_record_refused(pn):
                 {"version": 1, "netns": "/run/netns/x", "ip": "", "nics": [{"name": "eth0/..", "tap": "t",
                                                                               "mac": "", "mtu": 1500}]},
                 {"version": 1, "netns": "/run/netns/x", "ip": "", "nics": [{"name": "eth0", "tap": "t",
-                                                                              "mac": "zz", "mtu": 1500}]}):
+                                                                              "mac": "zz", "mtu": 1500}]},
+                # A neighbour on no NIC of the record, a bad lladdr, a bad IP.
+                {"version": 1, "netns": "/run/netns/x", "ip": "", "nics": [],
+                 "neighbors": [{"ip": "10.0.0.1", "lladdr": "02:00:00:00:00:01", "device": "eth0"}]},
+                {"version": 1, "netns": "/run/netns/x", "ip": "",
+                 "nics": [{"name": "eth0", "tap": "t", "mac": "", "mtu": 1500}],
+                 "neighbors": [{"ip": "10.0.0.1", "lladdr": "02:00", "device": "eth0"}]},
+                {"version": 1, "netns": "/run/netns/x", "ip": "",
+                 "nics": [{"name": "eth0", "tap": "t", "mac": "", "mtu": 1500}],
+                 "neighbors": [{"ip": "10.0.0.256", "lladdr": "02:00:00:00:00:01", "device": "eth0"}]}):
         rec.write_text(json.dumps(doc))
         rc, out = pn.run("load", "--load", str(rec), check=False)
         assert rc == 1 and "pod network record" in out["error"], (doc, out)
@@ -420,12 +448,23 @@ def test_configure_guest_through_agent(pn):
     a namespace that stands in for the guest: a NIC with the veth's MAC but
     another name and no address, as a VM sees its virtio-net device. The
     agent must rename it to eth0 and give it the MTU, the address and the
-    routes the pod got from CNI."""
-    pn.write_conf(portmap=False)
+    routes the pod got from CNI, and the permanent neighbours CNI put on the
+    pod's veth (AddARPNeighbors), IPv4 and IPv6, but not the others."""
+    v4, v6 = "10.224.%d.77" % pn.x, "fd00:224:%x::77" % pn.x
+    ll4, ll6, ll_stale = "02:aa:bb:cc:%02x:01" % pn.x, "02:aa:bb:cc:%02x:02" % pn.x, "02:aa:bb:cc:%02x:03" % pn.x
+    stale = "10.224.%d.78" % pn.x
+    pn.neigh_plugin("staticarp", [(v4, ll4, "permanent"), (v6, ll6, "permanent"), (stale, ll_stale, "stale")])
+    pn.write_conf(portmap=False, extra_plugins=[{"type": "staticarp"}])
     i = pn.pod_id("g")
     rec = pn.tmp / "pod.json"
     _, out = pn.setup(i, "--vm", "--save", str(rec))
     nic = out["nics"][0]
+    assert "PERMANENT" in sh("ip", "-n", i, "neigh", "show", v4, "dev", "eth0")
+    assert "STALE" in sh("ip", "-n", i, "neigh", "show", stale, "dev", "eth0")
+    assert sorted(out["neighbors"], key=lambda n: n["ip"]) == [
+        {"ip": v4, "lladdr": ll4, "device": "eth0"}, {"ip": v6, "lladdr": ll6, "device": "eth0"}]
+    _, loaded = pn.run("load", "--load", str(rec))
+    assert loaded["neighbors"] == out["neighbors"]
     guest = "ccpn%sguest" % pn.tag
     sh("ip", "netns", "add", guest)
     agent = None
@@ -452,6 +491,10 @@ def test_configure_guest_through_agent(pn):
         routes = sh("ip", "-n", guest, "-4", "route")
         assert "default via %s dev eth0" % pn.gateway in routes
         assert pn.subnet + " dev eth0" in routes
+        neigh = sh("ip", "-n", guest, "neigh", "show", "dev", "eth0")
+        assert "%s lladdr %s PERMANENT" % (v4, ll4) in neigh, neigh
+        assert "%s lladdr %s PERMANENT" % (v6, ll6) in neigh, neigh
+        assert stale not in neigh and ll_stale not in neigh, neigh
     finally:
         if agent:
             agent.terminate()
