@@ -240,6 +240,11 @@ int agent_nl_addr_change(bool add, int index, int family, const void *addr, int 
         r.ifa.ifa_family = (unsigned char)family;
         r.ifa.ifa_prefixlen = (unsigned char)prefix;
         r.ifa.ifa_index = (unsigned)index;
+        /* The pod's IPv6 address is the one IPAM gave the CNI veth, already
+         * checked there; duplicate address detection in the guest would only
+         * keep it "tentative" (unusable) for a second or two after boot. */
+        if (family == AF_INET6)
+                r.ifa.ifa_flags = IFA_F_NODAD;
         size_t alen = family == AF_INET ? 4 : 16;
         if (add_attr(&r, IFA_LOCAL, addr, alen) < 0 || add_attr(&r, IFA_ADDRESS, addr, alen) < 0)
                 return -E2BIG;
