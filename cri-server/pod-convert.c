@@ -36,6 +36,14 @@ int cri_check_id(const char *what, const char *id, cc_error **ret_err)
         return 0;
 }
 
+int cri_require_id(cri_ctx *ctx, const char *what, const char *id, rt_runtime **ret_rt, cc_error **ret_err)
+{
+        int r = cri_runtime(ctx, ret_rt, ret_err);
+        if (r < 0)
+                return r;
+        return cri_check_id(what, id, ret_err);
+}
+
 int cri_check_pod_config(const Runtime__V1__PodSandboxConfig *c, cc_error **ret_err)
 {
         if (!c)

@@ -19,6 +19,11 @@ int cri_runtime(cri_ctx *ctx, rt_runtime **ret, cc_error **ret_err);
  * lowercase-hex id or id prefix (common/id.h; else -EINVAL naming it). */
 int cri_check_id(const char *what, const char *id, cc_error **ret_err);
 
+/* The start of every RPC that names one pod or container: the daemon's
+ * runtime (cri_runtime) into *ret_rt, then the request's id checked
+ * (cri_check_id), in that order. */
+int cri_require_id(cri_ctx *ctx, const char *what, const char *id, rt_runtime **ret_rt, cc_error **ret_err);
+
 /* Request validation: missing messages or fields → -EINVAL naming the field. */
 int cri_check_pod_config(const Runtime__V1__PodSandboxConfig *config, cc_error **ret_err);
 int cri_check_container_config(const Runtime__V1__ContainerConfig *config, cc_error **ret_err);

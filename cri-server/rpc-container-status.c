@@ -11,10 +11,7 @@ int cri_rpc_container_status(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufC
 {
         const Runtime__V1__ContainerStatusRequest *req = (const void *)in;
         rt_runtime *rt = NULL;
-        int r = cri_runtime(ctx, &rt, ret_err);
-        if (r < 0)
-                return r;
-        r = cri_check_id("container_id", req->container_id, ret_err);
+        int r = cri_require_id(ctx, "container_id", req->container_id, &rt, ret_err);
         if (r < 0)
                 return r;
         _cleanup_rt_ctr_info_ rt_ctr_info *c = NULL;

@@ -12,10 +12,7 @@ int cri_rpc_create_container(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufC
 {
         const Runtime__V1__CreateContainerRequest *req = (const void *)in;
         rt_runtime *rt = NULL;
-        int r = cri_runtime(ctx, &rt, ret_err);
-        if (r < 0)
-                return r;
-        r = cri_check_id("pod_sandbox_id", req->pod_sandbox_id, ret_err);
+        int r = cri_require_id(ctx, "pod_sandbox_id", req->pod_sandbox_id, &rt, ret_err);
         if (r < 0)
                 return r;
         r = cri_check_container_config(req->config, ret_err);

@@ -12,10 +12,7 @@ int cri_rpc_pod_sandbox_status(cri_ctx *ctx, const ProtobufCMessage *in, Protobu
 {
         const Runtime__V1__PodSandboxStatusRequest *req = (const void *)in;
         rt_runtime *rt = NULL;
-        int r = cri_runtime(ctx, &rt, ret_err);
-        if (r < 0)
-                return r;
-        r = cri_check_id("pod_sandbox_id", req->pod_sandbox_id, ret_err);
+        int r = cri_require_id(ctx, "pod_sandbox_id", req->pod_sandbox_id, &rt, ret_err);
         if (r < 0)
                 return r;
         _cleanup_rt_pod_info_ rt_pod_info *p = NULL;

@@ -10,10 +10,7 @@ int cri_rpc_reopen_container_log(cri_ctx *ctx, const ProtobufCMessage *in, Proto
 {
         const Runtime__V1__ReopenContainerLogRequest *req = (const void *)in;
         rt_runtime *rt = NULL;
-        int r = cri_runtime(ctx, &rt, ret_err);
-        if (r < 0)
-                return r;
-        r = cri_check_id("container_id", req->container_id, ret_err);
+        int r = cri_require_id(ctx, "container_id", req->container_id, &rt, ret_err);
         if (r < 0)
                 return r;
         r = rt_container_reopen_log(rt, req->container_id, ret_err);

@@ -11,10 +11,7 @@ int cri_rpc_stop_pod_sandbox(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufC
 {
         const Runtime__V1__StopPodSandboxRequest *req = (const void *)in;
         rt_runtime *rt = NULL;
-        int r = cri_runtime(ctx, &rt, ret_err);
-        if (r < 0)
-                return r;
-        r = cri_check_id("pod_sandbox_id", req->pod_sandbox_id, ret_err);
+        int r = cri_require_id(ctx, "pod_sandbox_id", req->pod_sandbox_id, &rt, ret_err);
         if (r < 0)
                 return r;
         r = rt_pod_stop(rt, req->pod_sandbox_id, ret_err);
