@@ -515,14 +515,8 @@ static int host_start(vmm *vv, cc_error **ret_err)
                 v->pidfd = -1;
                 (void)vmm_proc_terminate(&v->proc, -1, SIGKILL, 0, true);
                 v->proc = (cc_proc){ 0 };
-                if (r == -ESRCH) { /* gone already: its log says why */
-                        char tail[300];
-                        vmm_log_tail(v->log_path, tail, sizeof(tail));
-                        cc_error_free(err);
-                        err = NULL;
-                        r = cc_error_set(&err, -EIO, "the agent exited during start: %s",
-                                         tail[0] ? tail : "(no message)");
-                }
+                if (r == -ESRCH) /* gone already: its log says why */
+                        r = vmm_error_exited(&err, "the agent", v->log_path, 300);
                 goto out;
         }
         if ((r = cc_undo_push(&undo, undo_kill, v, NULL)) < 0)
@@ -539,14 +533,8 @@ static int host_start(vmm *vv, cc_error **ret_err)
         if (r == 0)
                 r = wait_listening(v, START_TIMEOUT_MS, &err);
         if (r < 0) {
-                char tail[300];
-                if (vmm_wait_exit(v->pidfd, 0) == 0) {
-                        vmm_log_tail(v->log_path, tail, sizeof(tail));
-                        cc_error_free(err);
-                        err = NULL;
-                        r = cc_error_set(&err, -EIO, "the agent exited during start: %s",
-                                         tail[0] ? tail : "(no message)");
-                }
+                if (vmm_wait_exit(v->pidfd, 0) == 0)
+                        r = vmm_error_exited(&err, "the agent", v->log_path, 300);
                 goto out;
         }
         v->started = true;
@@ -625,12 +613,7 @@ static int host_save(vmm *vv, json_object **ret, cc_error **ret_err)
         _cleanup_json_ json_object *o = json_object_new_object();
         if (!o)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
-        json_object_object_add(o, "version", json_object_new_int(SAVE_VERSION));
-        json_object_object_add(o, "backend", json_object_new_string("host"));
-        json_object_object_add(o, "id", json_object_new_string(v->id));
-        json_object_object_add(o, "pid", json_object_new_int64(v->proc.pid));
-        json_object_object_add(o, "start_time", json_object_new_int64((int64_t)v->proc.start_time));
-        json_object_object_add(o, "run_dir", json_object_new_string(v->run_dir));
+        vmm_save_header(o, SAVE_VERSION, "host", v->id, &v->proc, v->run_dir);
         json_object_object_add(o, "binary", json_object_new_string(v->binary));
         json_object_object_add(o, "cgroup", json_object_new_string(v->cgroup));
         *ret = TAKE_PTR(o);
@@ -640,34 +623,25 @@ static int host_save(vmm *vv, json_object **ret, cc_error **ret_err)
 static int host_load(const vmm_config *c, json_object *saved, vmm **ret, cc_error **ret_err)
 {
         cc_error *err = NULL;
-        int64_t version = 0, pid = 0, start = 0;
-        const char *backend = NULL, *id = NULL, *run_dir = NULL, *binary = NULL, *cgroup = NULL;
+        vmm_saved_header h;
+        const char *binary = NULL, *cgroup = NULL;
         _cleanup_free_ char *params = NULL, *parent = NULL;
         host_vm *v = NULL;
         int r;
-        if (!saved || !json_object_is_type(saved, json_type_object)) {
-                r = cc_error_set(&err, -EINVAL, "not an object");
-                goto fail;
-        }
-        if ((r = cc_json_get_int64(saved, "version", false, &version, &err)) < 0 ||
-            (r = cc_json_get_string(saved, "backend", false, &backend, &err)) < 0 ||
-            (r = cc_json_get_string(saved, "id", false, &id, &err)) < 0 ||
-            (r = cc_json_get_int64(saved, "pid", false, &pid, &err)) < 0 ||
-            (r = cc_json_get_int64(saved, "start_time", false, &start, &err)) < 0 ||
-            (r = cc_json_get_string(saved, "run_dir", false, &run_dir, &err)) < 0 ||
+        if ((r = vmm_load_header(saved, &h, &err)) < 0 ||
             (r = cc_json_get_string(saved, "binary", false, &binary, &err)) < 0 ||
             (r = cc_json_get_string(saved, "cgroup", false, &cgroup, &err)) < 0)
                 goto fail;
-        if (version != SAVE_VERSION || strcmp(backend, "host") != 0) {
+        if (h.version != SAVE_VERSION || strcmp(h.backend, "host") != 0) {
                 r = cc_error_set(&err, -EINVAL, "not a version %d host record", SAVE_VERSION);
                 goto fail;
         }
-        if (pid <= 1 || pid > INT_MAX || start < 0 || !abs_path_ok(cgroup, PATH_MAX) ||
-            !strstr(cgroup, "/") || strcmp(strrchr(cgroup, '/') + 1, id) != 0) {
+        if (h.pid <= 1 || h.pid > INT_MAX || h.start_time < 0 || !abs_path_ok(cgroup, PATH_MAX) ||
+            !strstr(cgroup, "/") || strcmp(strrchr(cgroup, '/') + 1, h.id) != 0) {
                 r = cc_error_set(&err, -EINVAL, "invalid pid, start time or cgroup");
                 goto fail;
         }
-        if (c && c->run_dir && strcmp(c->run_dir, run_dir) != 0) {
+        if (c && c->run_dir && strcmp(c->run_dir, h.run_dir) != 0) {
                 r = cc_error_set(&err, -EINVAL, "saved run directory differs from the configured one");
                 goto fail;
         }
@@ -680,10 +654,10 @@ static int host_load(const vmm_config *c, json_object *saved, vmm **ret, cc_erro
                 r = cc_error_set(&err, -ENOMEM, "out of memory");
                 goto fail;
         }
-        vmm_config vc = { .id = id, .run_dir = run_dir, .binary = binary, .kernel_params = params };
+        vmm_config vc = { .id = h.id, .run_dir = h.run_dir, .binary = binary, .kernel_params = params };
         if ((r = host_create(&vc, (vmm **)&v, &err)) < 0)
                 goto fail;
-        v->proc = (cc_proc){ .pid = (pid_t)pid, .start_time = (uint64_t)start };
+        v->proc = (cc_proc){ .pid = (pid_t)h.pid, .start_time = (uint64_t)h.start_time };
         v->started = true;
         if (cc_proc_alive(&v->proc))
                 v->pidfd = cc_proc_pidfd(&v->proc, NULL);

@@ -4,8 +4,10 @@
  * and reading a log's tail for error messages. */
 #pragma once
 
+#include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/error.h"
 #include "common/spawn.h"
@@ -33,3 +35,21 @@ void vmm_log_tail(const char *path, char *buf, size_t max);
 /* Appends ",," escaping for QEMU's option syntax (a comma in a value must be
  * doubled), so a path never injects options. NULL on ENOMEM. */
 char *vmm_qemu_escape(const char *s);
+
+/* After a failed start, when the process behind pidfd has exited: *err is
+ * replaced by -EIO "<who> exited during start: <last log line>" (at most
+ * tail_max bytes of it). Returns the error code left in *err. */
+int vmm_error_exited(cc_error **err, const char *who, const char *log_path, size_t tail_max);
+
+/* The fields every driver's saved record starts with, in this order:
+ * version, backend, id, pid, start_time, run_dir. */
+typedef struct vmm_saved_header {
+        int64_t version, pid, start_time;
+        const char *backend, *id, *run_dir; /* point into the record */
+} vmm_saved_header;
+/* Adds them to o (a driver saving a started process). */
+void vmm_save_header(json_object *o, int version, const char *backend, const char *id, const cc_proc *p,
+                     const char *run_dir);
+/* Reads them from saved: -EINVAL "not an object", or the first missing or
+ * mistyped field's error. Checks nothing else: the driver does. */
+int vmm_load_header(json_object *saved, vmm_saved_header *ret, cc_error **ret_err);

@@ -746,14 +746,8 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
         if (r < 0) {
                 /* QEMU failing on its own closes QMP while it exits: give it a
                  * moment, its last words say more than a reset connection */
-                if (vmm_wait_exit(v->pidfd, r == -ETIMEDOUT ? 0 : 1000) == 0) {
-                        char tail[400];
-                        vmm_log_tail(v->log_path, tail, sizeof(tail));
-                        cc_error_free(err);
-                        err = NULL;
-                        r = cc_error_set(&err, -EIO, "qemu exited during start: %s",
-                                         tail[0] ? tail : "(no message)");
-                }
+                if (vmm_wait_exit(v->pidfd, r == -ETIMEDOUT ? 0 : 1000) == 0)
+                        r = vmm_error_exited(&err, "qemu", v->log_path, 400);
                 goto out;
         }
         for (size_t i = 0; i < v->n_devs; i++)
@@ -863,12 +857,7 @@ static int qemu_save(vmm *vv, json_object **ret, cc_error **ret_err)
                 json_object_put(socks);
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         }
-        json_object_object_add(o, "version", json_object_new_int(SAVE_VERSION));
-        json_object_object_add(o, "backend", json_object_new_string("qemu"));
-        json_object_object_add(o, "id", json_object_new_string(v->id));
-        json_object_object_add(o, "pid", json_object_new_int64(v->proc.pid));
-        json_object_object_add(o, "start_time", json_object_new_int64((int64_t)v->proc.start_time));
-        json_object_object_add(o, "run_dir", json_object_new_string(v->run_dir));
+        vmm_save_header(o, SAVE_VERSION, "qemu", v->id, &v->proc, v->run_dir);
         json_object_object_add(o, "qmp", json_object_new_string(v->qmp_path));
         json_object_object_add(o, "console_log", json_object_new_boolean(v->console_log));
         for (char **s = v->sockets; s && *s; s++)
@@ -922,38 +911,29 @@ static int load_endpoint(qemu_vm *v, json_object *ep, cc_error **ret_err)
 static int qemu_load(const vmm_config *c, json_object *saved, vmm **ret, cc_error **ret_err)
 {
         cc_error *err = NULL;
-        int64_t version = 0, pid = 0, start = 0;
-        const char *backend = NULL, *id = NULL, *run_dir = NULL, *qmp_path = NULL;
+        vmm_saved_header h;
+        const char *qmp_path = NULL;
         bool console = false;
         qemu_vm *v = NULL;
         int r;
-        if (!saved || !json_object_is_type(saved, json_type_object)) {
-                r = cc_error_set(&err, -EINVAL, "not an object");
-                goto fail;
-        }
-        if ((r = cc_json_get_int64(saved, "version", false, &version, &err)) < 0 ||
-            (r = cc_json_get_string(saved, "backend", false, &backend, &err)) < 0 ||
-            (r = cc_json_get_string(saved, "id", false, &id, &err)) < 0 ||
-            (r = cc_json_get_int64(saved, "pid", false, &pid, &err)) < 0 ||
-            (r = cc_json_get_int64(saved, "start_time", false, &start, &err)) < 0 ||
-            (r = cc_json_get_string(saved, "run_dir", false, &run_dir, &err)) < 0 ||
+        if ((r = vmm_load_header(saved, &h, &err)) < 0 ||
             (r = cc_json_get_string(saved, "qmp", false, &qmp_path, &err)) < 0 ||
             (r = cc_json_get_bool(saved, "console_log", true, &console, &err)) < 0)
                 goto fail;
-        if (version != SAVE_VERSION || strcmp(backend, "qemu") != 0) {
+        if (h.version != SAVE_VERSION || strcmp(h.backend, "qemu") != 0) {
                 r = cc_error_set(&err, -EINVAL, "not a version %d qemu record", SAVE_VERSION);
                 goto fail;
         }
-        if (!token_ok(id, 128) || pid <= 1 || pid > INT_MAX || start < 0 ||
-            !abs_path_ok(run_dir, SUN_PATH_MAX - sizeof("/console.log")) || !abs_path_ok(qmp_path, SUN_PATH_MAX)) {
+        if (!token_ok(h.id, 128) || h.pid <= 1 || h.pid > INT_MAX || h.start_time < 0 ||
+            !abs_path_ok(h.run_dir, SUN_PATH_MAX - sizeof("/console.log")) || !abs_path_ok(qmp_path, SUN_PATH_MAX)) {
                 r = cc_error_set(&err, -EINVAL, "invalid id, pid, start time or path");
                 goto fail;
         }
-        if (c && c->run_dir && strcmp(c->run_dir, run_dir) != 0) {
+        if (c && c->run_dir && strcmp(c->run_dir, h.run_dir) != 0) {
                 r = cc_error_set(&err, -EINVAL, "saved run directory differs from the configured one");
                 goto fail;
         }
-        vmm_config vc = { .id = id, .run_dir = run_dir, .kernel = "/", .initrd = "/",
+        vmm_config vc = { .id = h.id, .run_dir = h.run_dir, .kernel = "/", .initrd = "/",
                           .console_log = console };
         r = qemu_create(&vc, (vmm **)&v, &err);
         if (r < 0)
@@ -991,9 +971,10 @@ static int qemu_load(const vmm_config *c, json_object *saved, vmm **ret, cc_erro
         if (ep && (r = load_endpoint(v, ep, &err)) < 0)
                 goto fail;
 
-        v->proc = (cc_proc){ .pid = (pid_t)pid, .start_time = (uint64_t)start };
+        v->proc = (cc_proc){ .pid = (pid_t)h.pid, .start_time = (uint64_t)h.start_time };
         if (!cc_proc_alive(&v->proc)) {
-                r = cc_error_set(&err, -ESRCH, "qemu pid %d (start time %" PRId64 ") is gone", (int)pid, start);
+                r = cc_error_set(&err, -ESRCH, "qemu pid %d (start time %" PRId64 ") is gone", (int)h.pid,
+                                 h.start_time);
                 goto fail;
         }
         v->pidfd = cc_proc_pidfd(&v->proc, &err);

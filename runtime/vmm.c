@@ -22,6 +22,7 @@
 
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "runtime/vmm-proc.h"
 
 #define OPS(v) (((vmm_base *)(v))->ops)
@@ -476,4 +477,41 @@ char *vmm_qemu_escape(const char *s)
         }
         *o = 0;
         return out;
+}
+
+int vmm_error_exited(cc_error **err, const char *who, const char *log_path, size_t tail_max)
+{
+        char tail[512];
+        vmm_log_tail(log_path, tail, tail_max < sizeof(tail) ? tail_max : sizeof(tail));
+        cc_error_free(*err);
+        *err = NULL;
+        return cc_error_set(err, -EIO, "%s exited during start: %s", who, tail[0] ? tail : "(no message)");
+}
+
+void vmm_save_header(json_object *o, int version, const char *backend, const char *id, const cc_proc *p,
+                     const char *run_dir)
+{
+        json_object_object_add(o, "version", json_object_new_int(version));
+        json_object_object_add(o, "backend", json_object_new_string(backend));
+        json_object_object_add(o, "id", json_object_new_string(id));
+        json_object_object_add(o, "pid", json_object_new_int64(p->pid));
+        json_object_object_add(o, "start_time", json_object_new_int64((int64_t)p->start_time));
+        json_object_object_add(o, "run_dir", json_object_new_string(run_dir));
+}
+
+int vmm_load_header(json_object *saved, vmm_saved_header *ret, cc_error **ret_err)
+{
+        vmm_saved_header h = { 0 };
+        int r;
+        if (!saved || !json_object_is_type(saved, json_type_object))
+                return cc_error_set(ret_err, -EINVAL, "not an object");
+        if ((r = cc_json_get_int64(saved, "version", false, &h.version, ret_err)) < 0 ||
+            (r = cc_json_get_string(saved, "backend", false, &h.backend, ret_err)) < 0 ||
+            (r = cc_json_get_string(saved, "id", false, &h.id, ret_err)) < 0 ||
+            (r = cc_json_get_int64(saved, "pid", false, &h.pid, ret_err)) < 0 ||
+            (r = cc_json_get_int64(saved, "start_time", false, &h.start_time, ret_err)) < 0 ||
+            (r = cc_json_get_string(saved, "run_dir", false, &h.run_dir, ret_err)) < 0)
+                return r;
+        *ret = h;
+        return 0;
 }
