@@ -301,8 +301,9 @@ static int bad(cc_error **ret_err, const char *path, const char *what)
         return cc_error_set(ret_err, -EBADMSG, "%s: %s", path, what);
 }
 
-int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_object **ret_vmm,
-                      json_object **ret_vfsd, json_object **ret_net, cc_error **ret_err)
+/* Parses a pod or container record: a JSON object of version
+ * RT_STATE_VERSION (else -EPROTONOSUPPORT). */
+static int load_record(const char *path, json_object **ret, cc_error **ret_err)
 {
         _cleanup_json_ json_object *o = cc_json_parse_file(path, RECORD_MAX, ret_err);
         if (!o)
@@ -315,6 +316,17 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
         if (version != RT_STATE_VERSION)
                 return cc_error_set(ret_err, -EPROTONOSUPPORT, "%s: record version %lld is not supported (%d is)",
                                     path, (long long)version, RT_STATE_VERSION);
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_object **ret_vmm,
+                      json_object **ret_vfsd, json_object **ret_net, cc_error **ret_err)
+{
+        _cleanup_json_ json_object *o = NULL;
+        int r = load_record(path, &o, ret_err);
+        if (r < 0)
+                return r;
         const char *id = NULL, *cfg = NULL, *handler = "", *state = NULL, *mode = NULL, *backend = NULL;
         const char *lo_netns = NULL;
         int64_t created = 0, vcpus = 0, mem = 0;
@@ -465,17 +477,10 @@ int rt_state_delete_ctr(rt_runtime *rt, rt_ctr *c)
 int rt_state_load_ctr(rt_runtime *rt, rt_pod *p, const char *path, rt_ctr **ret, cc_error **ret_err)
 {
         (void)rt;
-        _cleanup_json_ json_object *o = cc_json_parse_file(path, RECORD_MAX, ret_err);
-        if (!o)
-                return (*ret_err)->code;
-        if (!json_object_is_type(o, json_type_object))
-                return bad(ret_err, path, "not a JSON object");
-        int64_t version = 0;
-        if (cc_json_get_int64(o, "version", false, &version, ret_err) < 0)
-                return cc_error_prefix(ret_err, "%s", path);
-        if (version != RT_STATE_VERSION)
-                return cc_error_set(ret_err, -EPROTONOSUPPORT, "%s: record version %lld is not supported (%d is)",
-                                    path, (long long)version, RT_STATE_VERSION);
+        _cleanup_json_ json_object *o = NULL;
+        int r = load_record(path, &o, ret_err);
+        if (r < 0)
+                return r;
         const char *id = NULL, *sb = NULL, *cfg = NULL, *image_id = "", *image_name = "", *state = NULL;
         const char *reason = "", *message = "", *log_path = "";
         int64_t created = 0, started = 0, finished = 0, exit_code = 0, stop_signal = 0, n_vol = 0;
