@@ -20,3 +20,7 @@ int rt_spec_seccomp_convert(const char *path, char *const *caps, size_t n_caps,
 
 /* True if name ("CAP_X" or "X", any case) is in caps (same forms). */
 bool rt_spec_caps_has(char *const *caps, size_t n_caps, const char *name);
+
+/* Appends a copy of s to the protobuf string array *v of *n entries
+ * (realloc'd; nothing changes on failure). 0, or -ENOMEM. */
+int rt_spec_strv_push(char ***v, size_t *n, const char *s);

@@ -98,20 +98,6 @@ bool rt_spec_caps_has(char *const *caps, size_t n_caps, const char *name)
         return false;
 }
 
-/* A growing NULL-free array of malloc'd strings, in protobuf form. */
-static int strv_push(char ***v, size_t *n, const char *s)
-{
-        char *d = strdup(s);
-        char **nv = d ? realloc(*v, (*n + 1) * sizeof(char *)) : NULL;
-        if (!nv) {
-                free(d);
-                return -ENOMEM;
-        }
-        nv[(*n)++] = d;
-        *v = nv;
-        return 0;
-}
-
 static int bad(cc_error **ret_err, const char *path, const char *fmt, const char *a)
 {
         return cc_error_set(ret_err, -EINVAL, "seccomp profile '%s': %s%s%s", path, fmt, a ? a : "",
@@ -146,7 +132,7 @@ static int add_arch(Grpc__LinuxSeccomp *sc, const char *name, const char *path, 
                 if (!arches[i].agent || in_list(name, (const char *const *)sc->architectures,
                                                 sc->n_architectures))
                         return 0;
-                return strv_push(&sc->architectures, &sc->n_architectures, name) < 0
+                return rt_spec_strv_push(&sc->architectures, &sc->n_architectures, name) < 0
                                ? cc_error_set(ret_err, -ENOMEM, "out of memory") : 0;
         }
         return cc_error_set(ret_err, -EINVAL, "seccomp profile '%s': unknown architecture '%.64s'", path,
@@ -335,7 +321,7 @@ static int parse_rule(json_object *rule, size_t idx, Grpc__LinuxSyscall *sc, con
                 if (!valid_syscall_name(s))
                         return cc_error_set(ret_err, -EINVAL, "seccomp profile '%s': %s: bad syscall name '%.64s'",
                                             path, where, s);
-                if (strv_push(&sc->names, &sc->n_names, s) < 0)
+                if (rt_spec_strv_push(&sc->names, &sc->n_names, s) < 0)
                         return cc_error_set(ret_err, -ENOMEM, "out of memory");
         }
         uint64_t eno = 0;
@@ -384,7 +370,7 @@ static int convert(json_object *root, const char *path, char *const *caps, size_
                 const char *f = json_object_get_string(json_object_array_get_idx(fl, i));
                 if (!in_list(f, flags, CC_ARRAY_SIZE(flags)))
                         return cc_error_set(ret_err, -EINVAL, "seccomp profile '%s': unknown flag '%.64s'", path, f);
-                if (strv_push(&sc->flags, &sc->n_flags, f) < 0)
+                if (rt_spec_strv_push(&sc->flags, &sc->n_flags, f) < 0)
                         return cc_error_set(ret_err, -ENOMEM, "out of memory");
         }
 

@@ -58,7 +58,7 @@ static char *dup_str(const char *s)
         return s && *s ? strdup(s) : (char *)protobuf_c_empty_string;
 }
 
-static int strv_push(char ***v, size_t *n, const char *s)
+int rt_spec_strv_push(char ***v, size_t *n, const char *s)
 {
         char *d = strdup(s);
         char **nv = d ? realloc(*v, (*n + 1) * sizeof(char *)) : NULL;
@@ -159,7 +159,7 @@ static int build_args(const rt_spec_input *in, Grpc__Process *p, cc_error **ret_
         if (n_cmd + n_args == 0)
                 return cc_error_set(ret_err, -EINVAL, "no command specified");
         for (size_t i = 0; i < n_cmd + n_args; i++)
-                if (strv_push(&p->args, &p->n_args, i < n_cmd ? cmd[i] : args[i - n_cmd]) < 0)
+                if (rt_spec_strv_push(&p->args, &p->n_args, i < n_cmd ? cmd[i] : args[i - n_cmd]) < 0)
                         return OOM(ret_err);
         if (!p->args[0][0])
                 return cc_error_set(ret_err, -EINVAL, "command: the program name (argument 0) is empty");
@@ -179,7 +179,7 @@ static int env_set(Grpc__Process *p, const char *kv)
                         p->env[i] = d;
                         return 0;
                 }
-        return strv_push(&p->env, &p->n_env, kv);
+        return rt_spec_strv_push(&p->env, &p->n_env, kv);
 }
 
 static int build_env(const rt_spec_input *in, const char *hostname, Grpc__Process *p, cc_error **ret_err)
@@ -377,12 +377,12 @@ static int build_caps(const rt_spec_input *in, Grpc__Process *p, cc_error **ret_
         for (size_t j = 0; j < N_CAPS; j++) {
                 char name[32];
                 snprintf(name, sizeof(name), "CAP_%s", all_caps[j]);
-                if (set[j] && (strv_push(&c->bounding, &c->n_bounding, name) < 0 ||
-                               strv_push(&c->effective, &c->n_effective, name) < 0 ||
-                               strv_push(&c->permitted, &c->n_permitted, name) < 0))
+                if (set[j] && (rt_spec_strv_push(&c->bounding, &c->n_bounding, name) < 0 ||
+                               rt_spec_strv_push(&c->effective, &c->n_effective, name) < 0 ||
+                               rt_spec_strv_push(&c->permitted, &c->n_permitted, name) < 0))
                         return OOM(ret_err);
-                if (amb[j] && (strv_push(&c->inheritable, &c->n_inheritable, name) < 0 ||
-                               strv_push(&c->ambient, &c->n_ambient, name) < 0))
+                if (amb[j] && (rt_spec_strv_push(&c->inheritable, &c->n_inheritable, name) < 0 ||
+                               rt_spec_strv_push(&c->ambient, &c->n_ambient, name) < 0))
                         return OOM(ret_err);
         }
         return 0;
@@ -429,7 +429,7 @@ static int add_mount(Grpc__Spec *s, const char *dest, const char *src, const cha
         if (!(m->destination = dup_str(dest)) || !(m->source = dup_str(src)) || !(m->type = dup_str(type)))
                 return OOM(ret_err);
         for (; opts && *opts; opts++)
-                if (strv_push(&m->options, &m->n_options, *opts) < 0)
+                if (rt_spec_strv_push(&m->options, &m->n_options, *opts) < 0)
                         return OOM(ret_err);
         return 0;
 }
@@ -761,7 +761,7 @@ static int set_paths(char ***v, size_t *n, const char *what, char *const *req, s
                 int r = clean_abs_path(w, n_req ? req[i] : defs[i], &p, ret_err);
                 if (r < 0)
                         return r;
-                if (strv_push(v, n, p) < 0)
+                if (rt_spec_strv_push(v, n, p) < 0)
                         return OOM(ret_err);
         }
         return 0;
@@ -995,7 +995,7 @@ int rt_spec_exec_process(const Grpc__Spec *spec, char *const *argv, size_t argc,
         p->args = NULL;
         p->n_args = 0;
         for (size_t i = 0; i < argc; i++)
-                if (!argv[i] || strv_push(&p->args, &p->n_args, argv[i]) < 0) {
+                if (!argv[i] || rt_spec_strv_push(&p->args, &p->n_args, argv[i]) < 0) {
                         rt_spec_process_free(p);
                         return argv[i] ? OOM(ret_err) : cc_error_set(ret_err, -EINVAL, "exec: argv[%zu] is NULL", i);
                 }
