@@ -58,7 +58,7 @@ static void fmt_age(int64_t created_ns, char *buf, size_t n)
 
 /* ---- run ------------------------------------------------------------------ */
 
-static int run_pod(ctl *c, const char *name, bool host_network, char **ret_id)
+static int run_pod(ctl *c, const char *name, bool host_network, const char *log_base, char **ret_id)
 {
         char uid[CC_ID_LEN + 1];
         _cleanup_error_ cc_error *err = NULL;
@@ -72,7 +72,7 @@ static int run_pod(ctl *c, const char *name, bool host_network, char **ret_id)
         md.namespace_ = (char *)"default";
         md.uid = uid;
         _cleanup_free_ char *logdir = NULL;
-        if (asprintf(&logdir, "/var/log/cocoon/pods/default_%s_%s", name, uid) < 0)
+        if (asprintf(&logdir, "%s/default_%s_%s", log_base, name, uid) < 0)
                 return -ENOMEM;
         Runtime__V1__NamespaceOption ns = RUNTIME__V1__NAMESPACE_OPTION__INIT;
         ns.network = host_network ? RUNTIME__V1__NAMESPACE_MODE__NODE : RUNTIME__V1__NAMESPACE_MODE__POD;
@@ -126,7 +126,7 @@ static int stop_remove_pod(ctl *c, const char *id)
 
 int ctl_cmd_run(ctl *c)
 {
-        const char *name = "demo", *pod = NULL, *image = NULL;
+        const char *name = "demo", *pod = NULL, *image = NULL, *log_base = "/var/log/cocoon/pods";
         bool host_network = false, tty = false;
         Runtime__V1__KeyValue envs[MAX_ENV], *envp[MAX_ENV];
         size_t n_env = 0;
@@ -142,6 +142,12 @@ int ctl_cmd_run(ctl *c)
                         name = c->argv[++i];
                 } else if (strcmp(a, "--pod") == 0 && i + 1 < c->argc) {
                         pod = c->argv[++i];
+                } else if (strcmp(a, "--log-dir") == 0 && i + 1 < c->argc) {
+                        log_base = c->argv[++i];
+                        if (log_base[0] != '/') {
+                                fprintf(stderr, "cocoonctl: run: --log-dir must be absolute\n");
+                                return 2;
+                        }
                 } else if (strcmp(a, "--host-network") == 0) {
                         host_network = true;
                 } else if (strcmp(a, "--tty") == 0) {
@@ -180,7 +186,7 @@ int ctl_cmd_run(ctl *c)
         _cleanup_free_ char *pod_id = NULL, *ctr_id = NULL, *log_path = NULL;
         bool new_pod = !pod;
         if (new_pod) {
-                if (run_pod(c, name, host_network, &pod_id) < 0)
+                if (run_pod(c, name, host_network, log_base, &pod_id) < 0)
                         return 1;
         } else {
                 pod_id = strdup(pod);
