@@ -10,17 +10,9 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "common/caps.h"
 #include "common/cleanup.h"
 
-static const char *const cap_names[] = {
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-};
 
 int agent_caps_parse(char **names, size_t n, uint64_t *ret_mask, cc_error **ret_err)
 {
@@ -28,14 +20,8 @@ int agent_caps_parse(char **names, size_t n, uint64_t *ret_mask, cc_error **ret_
         if (n > 256)
                 return cc_error_set(ret_err, -EINVAL, "too many capabilities (%zu)", n);
         for (size_t i = 0; i < n; i++) {
-                const char *s = names[i];
-                if (strncasecmp(s, "CAP_", 4) == 0)
-                        s += 4;
-                size_t j;
-                for (j = 0; j < CC_ARRAY_SIZE(cap_names); j++)
-                        if (strcasecmp(s, cap_names[j]) == 0)
-                                break;
-                if (j == CC_ARRAY_SIZE(cap_names))
+                int j = cc_cap_lookup(names[i]);
+                if (j < 0)
                         return cc_error_set(ret_err, -EINVAL, "unknown capability '%.64s'", names[i]);
                 mask |= UINT64_C(1) << j;
         }

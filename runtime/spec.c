@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/caps.h"
 #include "common/cleanup.h"
 #include "runtime/spec-internal.h"
 #include "runtime/spec.h"
@@ -24,17 +25,8 @@
 #define NEW(type, init) ({ type *_m = malloc(sizeof(type)); if (_m) init(_m); _m; })
 #define OOM(e) cc_error_set(e, -ENOMEM, "out of memory")
 
-/* The capabilities the agent knows (agent/caps.c), in bit order. */
-static const char *const all_caps[] = {
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-};
-#define N_CAPS CC_ARRAY_SIZE(all_caps)
+/* The capabilities the agent knows: common/caps.h, in bit order. */
+#define N_CAPS CC_N_CAPS
 
 /* containerd's default set. */
 static const char *const default_caps[] = {
@@ -309,10 +301,9 @@ static int build_user(const rt_spec_input *in, Grpc__Process *p, cc_error **ret_
 
 static int cap_lookup(const char *what, size_t i, const char *name, cc_error **ret_err)
 {
-        const char *s = strncasecmp(name, "CAP_", 4) == 0 ? name + 4 : name;
-        for (size_t j = 0; j < N_CAPS; j++)
-                if (strcasecmp(s, all_caps[j]) == 0)
-                        return (int)j;
+        int j = cc_cap_lookup(name);
+        if (j >= 0)
+                return j;
         return cc_error_set(ret_err, -EINVAL, "capabilities.%s[%zu]: unknown capability '%.64s'", what, i, name);
 }
 
@@ -376,7 +367,7 @@ static int build_caps(const rt_spec_input *in, Grpc__Process *p, cc_error **ret_
                 return OOM(ret_err);
         for (size_t j = 0; j < N_CAPS; j++) {
                 char name[32];
-                snprintf(name, sizeof(name), "CAP_%s", all_caps[j]);
+                snprintf(name, sizeof(name), "CAP_%s", cc_cap_names[j]);
                 if (set[j] && (rt_spec_strv_push(&c->bounding, &c->n_bounding, name) < 0 ||
                                rt_spec_strv_push(&c->effective, &c->n_effective, name) < 0 ||
                                rt_spec_strv_push(&c->permitted, &c->n_permitted, name) < 0))
