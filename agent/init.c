@@ -20,6 +20,7 @@
 #include "agent/netlink.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 static int mount_one(const char *src, const char *dst, const char *type, unsigned long flags,
                      const char *data, cc_error **ret_err)
@@ -126,15 +127,9 @@ static void load_modules(void)
                 log_debug("modules loaded");
                 return;
         }
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, 64 * 1024);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         modules_pending = true;
-        if (pthread_create(&t, &attr, late_modules_main, l) != 0)
+        if (cc_thread_start_detached(late_modules_main, l, 64 * 1024) < 0)
                 late_modules_main(l); /* no thread: load them here */
-        pthread_attr_destroy(&attr);
 }
 
 static void parse_cmdline(bool *debug_console)

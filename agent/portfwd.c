@@ -28,6 +28,7 @@
 #include "agent/agent.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "cocoon-agent.pb-c.h"
 
 #define PF_SVC "cocoon.agent.PortForward"
@@ -455,14 +456,9 @@ static void pf_init(void)
                 pf_init_err = errno;
                 return;
         }
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_t t;
-        int r = pthread_create(&t, &at, pf_thread, (void *)(intptr_t)tfd);
-        pthread_attr_destroy(&at);
-        if (r != 0)
-                pf_init_err = r;
+        int r = cc_thread_start_detached(pf_thread, (void *)(intptr_t)tfd, 0);
+        if (r < 0)
+                pf_init_err = -r;
 }
 
 /* ---- handlers ---------------------------------------------------------------- */

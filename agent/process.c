@@ -30,6 +30,7 @@
 #include "agent/agent.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 agent_state agent = { .epoll_fd = -1, .inotify_fd = -1 };
 pthread_mutex_t agent_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -598,14 +599,8 @@ int agent_reactor_start(cc_error **ret_err)
         ev.data.u64 = SRC_TIMER;
         if (epoll_ctl(agent.epoll_fd, EPOLL_CTL_ADD, timer_fd, &ev) < 0)
                 return cc_error_errno(ret_err, "epoll_ctl");
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int r = pthread_create(&t, &attr, reactor_main, NULL);
-        pthread_attr_destroy(&attr);
-        if (r != 0)
-                return cc_error_set(ret_err, -r, "reactor thread: %s", strerror(r));
+        int r = cc_thread_start_detached(reactor_main, NULL, 256 * 1024);
+        if (r < 0)
+                return cc_error_set(ret_err, r, "reactor thread: %s", strerror(-r));
         return 0;
 }

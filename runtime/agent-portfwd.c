@@ -13,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "cocoon-agent.pb-c.h"
 
 #define PF_SVC "cocoon.agent.PortForward"
@@ -158,18 +159,6 @@ static void *down_thread(void *arg)
         return NULL;
 }
 
-static int spawn(void *(*fn)(void *), void *arg)
-{
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 256 * 1024);
-        pthread_t t;
-        int r = pthread_create(&t, &at, fn, arg);
-        pthread_attr_destroy(&at);
-        return -r;
-}
-
 int rt_agent_portfwd_connect(rt_agent *a, uint16_t port, int timeout_ms, int *ret_fd,
                              cc_error **ret_err)
 {
@@ -203,7 +192,7 @@ int rt_agent_portfwd_connect(rt_agent *a, uint16_t port, int timeout_ms, int *re
         l->port = port;
         l->fd = sv[0];
         atomic_fetch_add(&l->refs, 1);
-        int r = spawn(up_thread, l);
+        int r = cc_thread_start_detached(up_thread, l, 256 * 1024);
         if (r < 0) {
                 atomic_fetch_sub(&l->refs, 1);
                 close(sv[1]);
@@ -211,7 +200,7 @@ int rt_agent_portfwd_connect(rt_agent *a, uint16_t port, int timeout_ms, int *re
                 return cc_error_set(ret_err, r, "port-forward: cannot start a thread");
         }
         atomic_fetch_add(&l->refs, 1);
-        r = spawn(down_thread, l);
+        r = cc_thread_start_detached(down_thread, l, 256 * 1024);
         if (r < 0) {
                 atomic_fetch_sub(&l->refs, 1);
                 shutdown(sv[0], SHUT_RDWR); /* ends up_thread */

@@ -20,6 +20,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "runtime/ctr-io.h"
 #include "runtime/runtime.h"
 
@@ -218,22 +219,16 @@ int rt_ctr_io_start(rt_agent *a, const char *ctr_id, const char *log_path, bool 
         io->agent = rt_agent_ref(a);
 
         /* Detached threads, each with its own reference. */
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         for (unsigned i = 0; i < io->n_streams; i++) {
-                pthread_t t;
                 rt_ctr_io_ref(io);
-                r = -pthread_create(&t, &attr, pump_main, &io->streams[i]);
+                r = cc_thread_start_detached(pump_main, &io->streams[i], 0);
                 if (r < 0) {
                         rt_ctr_io_unref(io);
-                        pthread_attr_destroy(&attr);
                         cc_error_set(ret_err, r, "container %s: output pump thread: %s", ctr_id, strerror(-r));
                         rt_ctr_io_free(io); /* stops a thread already started */
                         return r;
                 }
         }
-        pthread_attr_destroy(&attr);
         *ret = io;
         return 0;
 fail:

@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "runtime/container.h"
 #include "runtime/exec-proc.h"
 #include "runtime/spec.h"
@@ -185,15 +186,9 @@ static void *wait_thread(void *arg)
 
 static int spawn_detached(void *(*fn)(void *), void *arg, cc_error **ret_err)
 {
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 256 * 1024);
-        pthread_t t;
-        int r = pthread_create(&t, &at, fn, arg);
-        pthread_attr_destroy(&at);
-        if (r != 0)
-                return cc_error_set(ret_err, -r, "cannot start an exec thread: %s", strerror(r));
+        int r = cc_thread_start_detached(fn, arg, 256 * 1024);
+        if (r < 0)
+                return cc_error_set(ret_err, r, "cannot start an exec thread: %s", strerror(-r));
         return 0;
 }
 

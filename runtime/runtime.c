@@ -18,6 +18,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "runtime/internal.h"
 #include "runtime/rootfs.h"
 #include "runtime/spec.h"
@@ -248,19 +249,13 @@ typedef struct thread_start {
 
 int rt_thread_start(rt_runtime *rt, void *(*fn)(void *), void *arg, cc_error **ret_err)
 {
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
         pthread_mutex_lock(&rt->lock);
         rt->n_threads++;
         pthread_mutex_unlock(&rt->lock);
-        pthread_t t;
-        int r = pthread_create(&t, &attr, fn, arg);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
+        int r = cc_thread_start_detached(fn, arg, 256 * 1024);
+        if (r < 0) {
                 rt_thread_done(rt);
-                return cc_error_set(ret_err, -r, "cannot start a thread: %s", strerror(r));
+                return cc_error_set(ret_err, r, "cannot start a thread: %s", strerror(-r));
         }
         return 0;
 }
