@@ -14,16 +14,14 @@ int cri_rpc_attach(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **
                    cc_error **ret_err)
 {
         const Runtime__V1__AttachRequest *req = (const void *)in;
-        if (req->tty && req->stderr)
-                return cc_error_set(ret_err, -EINVAL, "tty and stderr cannot both be true");
-        if (!req->stdin && !req->stdout && !req->stderr)
-                return cc_error_set(ret_err, -EINVAL, "one of stdin, stdout, or stderr must be set");
+        streaming_opts o = { .stdin_ = req->stdin, .stdout_ = req->stdout, .stderr_ = req->stderr,
+                             .tty = req->tty };
+        if (cri_stream_check_opts(&o, ret_err) < 0)
+                return -EINVAL;
         _cleanup_free_ char *id = NULL, *pod = NULL;
         int r = cri_stream_container(ctx->daemon, req->container_id, &id, &pod, ret_err);
         if (r < 0)
                 return r;
-        streaming_opts o = { .stdin_ = req->stdin, .stdout_ = req->stdout, .stderr_ = req->stderr,
-                             .tty = req->tty };
         _cleanup_free_ char *url = cri_stream_url(ctx->daemon, STREAMING_ATTACH, &o, id, pod, NULL, 0,
                                                   ret_err);
         if (!url)

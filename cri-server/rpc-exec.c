@@ -17,16 +17,14 @@ int cri_rpc_exec(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **re
         const Runtime__V1__ExecRequest *req = (const void *)in;
         if (cri_exec_validate_cmd(req->cmd, req->n_cmd, ret_err) < 0)
                 return -EINVAL;
-        if (req->tty && req->stderr)
-                return cc_error_set(ret_err, -EINVAL, "tty and stderr cannot both be true");
-        if (!req->stdin && !req->stdout && !req->stderr)
-                return cc_error_set(ret_err, -EINVAL, "one of stdin, stdout, or stderr must be set");
+        streaming_opts o = { .stdin_ = req->stdin, .stdout_ = req->stdout, .stderr_ = req->stderr,
+                             .tty = req->tty };
+        if (cri_stream_check_opts(&o, ret_err) < 0)
+                return -EINVAL;
         _cleanup_free_ char *id = NULL, *pod = NULL;
         int r = cri_stream_container(ctx->daemon, req->container_id, &id, &pod, ret_err);
         if (r < 0)
                 return r;
-        streaming_opts o = { .stdin_ = req->stdin, .stdout_ = req->stdout, .stderr_ = req->stderr,
-                             .tty = req->tty };
         _cleanup_free_ char *url = cri_stream_url(ctx->daemon, STREAMING_EXEC, &o, id, pod, req->cmd,
                                                   req->n_cmd, ret_err);
         if (!url)

@@ -40,6 +40,15 @@ void cocoon_streaming_fini(cocoon_daemon *d)
         d->streaming = NULL;
 }
 
+int cri_stream_check_opts(const streaming_opts *o, cc_error **ret_err)
+{
+        if (o->tty && o->stderr_)
+                return cc_error_set(ret_err, -EINVAL, "tty and stderr cannot both be true");
+        if (!o->stdin_ && !o->stdout_ && !o->stderr_)
+                return cc_error_set(ret_err, -EINVAL, "one of stdin, stdout, or stderr must be set");
+        return 0;
+}
+
 int cri_stream_container(cocoon_daemon *d, const char *container_id, char **ret_id,
                          char **ret_pod, cc_error **ret_err)
 {

@@ -16,6 +16,9 @@ int cocoon_streaming_init(cocoon_daemon *d, cc_error **ret_err);
 /* Stops it (cancels every session, joins its threads). Idempotent. */
 void cocoon_streaming_fini(cocoon_daemon *d);
 
+/* The streams an Exec/Attach asks for, as the kubelet validates them: not
+ * tty together with stderr, and at least one stream. -EINVAL otherwise. */
+int cri_stream_check_opts(const streaming_opts *o, cc_error **ret_err);
 /* Validates that the container exists and runs; *ret_id and *ret_pod: its full
  * id and pod (malloc'd). */
 int cri_stream_container(cocoon_daemon *d, const char *container_id, char **ret_id,
