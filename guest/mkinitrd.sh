@@ -11,6 +11,9 @@
 #                                      (EEXIST means built in or already loaded)
 #
 # usage: mkinitrd.sh [-k KVER] [-d MODDIR] [-m MODULES] [-a MODULES] INIT OUTPUT
+#        mkinitrd.sh -N INIT OUTPUT
+#   -N          no modules at all (a kernel with everything built in, such as
+#               cocoon's lean kernel from build-kernel.sh): no /lib/modules
 #   -k KVER     kernel release (default: newest *-cloud-amd64 in /lib/modules)
 #   -d MODDIR   module tree root (default /lib/modules/KVER)
 #   -m MODULES  replace the default module list (space separated names)
@@ -31,9 +34,10 @@ die() { echo "$me: $*" >&2; exit 1; }
 DEFAULT_MODULES="virtio_mmio virtio_console virtio_pci vsock vmw_vsock_virtio_transport
 virtiofs virtio_net virtio_blk overlay"
 
-kver='' moddir='' modules=$DEFAULT_MODULES
-while getopts k:d:m:a: opt; do
+kver='' moddir='' modules=$DEFAULT_MODULES nomods=0
+while getopts Nk:d:m:a: opt; do
 	case $opt in
+	N) nomods=1 ;;
 	k) kver=$OPTARG ;;
 	d) moddir=$OPTARG ;;
 	m) modules=$OPTARG ;;
@@ -45,7 +49,9 @@ shift $((OPTIND - 1))
 [ $# -eq 2 ] || { echo "usage: $me [-k KVER] [-d MODDIR] [-m MODULES] [-a MODULES] INIT OUTPUT" >&2; exit 2; }
 init=$1 out=$2
 
-if [ -z "$kver" ]; then
+if [ "$nomods" -eq 1 ]; then
+	[ -z "$kver$moddir" ] || die "-N takes no -k or -d"
+elif [ -z "$kver" ]; then
 	if [ -n "$moddir" ]; then
 		kver=${moddir%/}; kver=${kver##*/}
 	else
@@ -53,9 +59,11 @@ if [ -z "$kver" ]; then
 		[ -n "$kver" ] || die "no /lib/modules/*-cloud-amd64 (apt-get install linux-image-cloud-amd64), use -k"
 	fi
 fi
-case $kver in */*|.*|'') die "bad kernel release '$kver'" ;; esac
-[ -n "$moddir" ] || moddir=/lib/modules/$kver
-[ -r "$moddir/modules.dep" ] || die "no $moddir/modules.dep"
+if [ "$nomods" -eq 0 ]; then
+	case $kver in */*|.*|'') die "bad kernel release '$kver'" ;; esac
+	[ -n "$moddir" ] || moddir=/lib/modules/$kver
+	[ -r "$moddir/modules.dep" ] || die "no $moddir/modules.dep"
+fi
 
 { [ -f "$init" ] && [ -r "$init" ]; } || die "cannot read init binary '$init'"
 command -v readelf >/dev/null 2>&1 || die "'readelf' is required"
@@ -83,6 +91,9 @@ fi
 # (hard dependencies, plus "pre:" soft dependencies when they exist), each once,
 # every module after all of its dependencies.
 # shellcheck disable=SC2086
+if [ "$nomods" -eq 1 ]; then
+	: >"$tmpdir/modlist"
+else
 awk -v want="$modules" -v builtin="$moddir/modules.builtin" -v softdep="$moddir/modules.softdep" '
 function norm(s) { sub(/^.*\//, "", s); sub(/\.ko(\.[a-z0-9]+)?$/, "", s); gsub(/-/, "_", s); return s }
 function visit(name,    n, i, parts) {
@@ -127,6 +138,7 @@ END {
 	for (i = 1; i <= n; i++) if (w[i] != "") { x = w[i]; gsub(/-/, "_", x); visit(x) }
 	exit err
 }' "$moddir/modules.dep" >"$tmpdir/modlist" || die "cannot resolve modules in $moddir"
+fi
 
 # ---- signature stripping -------------------------------------------------------
 # A signed module ends with: PKCS#7 blob, struct module_signature (12 bytes:
@@ -183,7 +195,8 @@ mkdir "$tmpdir/mods"
 orig_total=0 total=0 count=0
 exec 3>"$tmpdir/initrd"
 {
-	for d in dev proc sys run tmp lib lib/modules "lib/modules/$kver"; do cpio_dir "$d"; done
+	for d in dev proc sys run tmp; do cpio_dir "$d"; done
+	[ "$nomods" -eq 1 ] || for d in lib lib/modules "lib/modules/$kver"; do cpio_dir "$d"; done
 	cpio_node dev/console 5 1
 	cpio_file init 0755 "$init"
 	while IFS= read -r rel; do
@@ -196,7 +209,7 @@ exec 3>"$tmpdir/initrd"
 		total=$((total + $(wc -c <"$tmpdir/mods/$name.ko")))
 		count=$((count + 1))
 	done <"$tmpdir/modlist"
-	cpio_file lib/modules/load-order 0644 "$tmpdir/load-order"
+	[ "$nomods" -eq 1 ] || cpio_file lib/modules/load-order 0644 "$tmpdir/load-order"
 	ino=0
 	cpio_hdr TRAILER!!! 0 0 0 0 1
 } >&3
@@ -206,8 +219,12 @@ size=$(wc -c <"$tmpdir/initrd" | tr -d ' ')
 r=$(( (512 - size % 512) % 512 ))
 [ "$r" -eq 0 ] || head -c "$r" /dev/zero >>"$tmpdir/initrd"
 
-echo "$me: $count modules for $kver, $orig_total bytes signed -> $total bytes stripped" >&2
-echo "$me: load order: $(sed 's|.*/||; s|\.ko$||' "$tmpdir/load-order" | tr '\n' ' ')" >&2
+if [ "$nomods" -eq 1 ]; then
+	echo "$me: no modules (-N)" >&2
+else
+	echo "$me: $count modules for $kver, $orig_total bytes signed -> $total bytes stripped" >&2
+	echo "$me: load order: $(sed 's|.*/||; s|\.ko$||' "$tmpdir/load-order" | tr '\n' ' ')" >&2
+fi
 mv -f "$tmpdir/initrd" "$out.tmp.$$"
 chmod 0644 "$out.tmp.$$"
 mv -f "$out.tmp.$$" "$out"

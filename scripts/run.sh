@@ -15,9 +15,17 @@ cd build
 [ -f Makefile ] || ../configure -q --prefix=/usr/local --sysconfdir=/etc --with-sharedir=/usr/share/cocoon
 make -j"$jobs" >/dev/null || make
 make install >/dev/null
-# The guest kernel + initrd (Debian's cloud kernel, our initrd) for pod VMs.
-if make -q guest 2>/dev/null || make -j"$jobs" guest >/dev/null 2>&1; then
-  make guest-install >/dev/null 2>&1 || true
+# The guest kernel + initrd for pod VMs: cocoon's lean kernel, built from
+# Debian's linux-source-6.1 (the first time takes ~8 min on 2 cores); should
+# that fail, Debian's cloud kernel with its modules.
+echo "cocoon: make guest (lean guest kernel; the first build takes minutes)"
+if make guest >guest.out 2>&1 ||
+   { tail -20 guest.out; echo "cocoon: lean kernel failed, using Debian's cloud kernel";
+     make guest GUEST_KERNEL=debian >guest.out 2>&1; }; then
+  make guest-install >/dev/null
+else
+  tail -20 guest.out
+  echo "cocoon: no guest kernel: pods cannot start (see build/guest.out)" >&2
 fi
 
 sock=/run/cocoon/cocoon.sock

@@ -74,7 +74,7 @@ def missing_prerequisites(builddir=BUILDDIR):
                     (BUSYBOX, "busybox-static")):
         if not os.access(p, os.X_OK):
             return "%s missing" % what
-    if not kernel_release():
+    if not kernel_release() and built_kernel_flavour(builddir) != "lean":
         return "no /lib/modules/*-cloud-amd64 (linux-image-cloud-amd64)"
     for b in ("agent/cocoon-agent", "tests/tools/agent-ctl"):
         if not (pathlib.Path(builddir) / b).exists():
@@ -97,21 +97,36 @@ def host_tsc_khz():
     return v if out.returncode == 0 and v.isdigit() else None
 
 
+def built_kernel_flavour(builddir=BUILDDIR):
+    """'lean' when `make guest` built cocoon's own kernel (guest/build-kernel.sh:
+    everything built in, no modules), 'debian' when it extracted Debian's, None
+    when the build has no guest kernel."""
+    rel = pathlib.Path(builddir) / "guest" / "kernel-release"
+    if not (pathlib.Path(builddir) / "guest" / "vmlinux").exists() or not rel.exists():
+        return None
+    return "lean" if rel.read_text().startswith("lean") else "debian"
+
+
 def guest_images(builddir=BUILDDIR):
     """(vmlinux, initrd) for the current agent, built once and cached under
-    builddir/agent-guest-cache (the initrd keyed by the agent's hash)."""
+    builddir/agent-guest-cache (the initrd keyed by the agent's hash). The
+    kernel is the one `make guest` built (lean or Debian's) when there is one,
+    else Debian's cloud kernel extracted here."""
     builddir = pathlib.Path(builddir)
     cache = builddir / "agent-guest-cache"
     cache.mkdir(exist_ok=True)
-    kver = kernel_release()
+    flavour = built_kernel_flavour(builddir)
+    kver = kernel_release() if flavour != "lean" else "lean"
     vmlinux = builddir / "guest" / "vmlinux"
-    if not vmlinux.exists():
+    if flavour is None:
         vmlinux = cache / ("vmlinux-%s" % kver)
         if not vmlinux.exists():
             tmp = cache / "vmlinux.tmp"
             subprocess.run(["/bin/sh", str(SRCDIR / "guest" / "extract-vmlinux.sh"),
                             "/boot/vmlinuz-%s" % kver, str(tmp)], check=True, capture_output=True)
             tmp.rename(vmlinux)
+    elif flavour == "debian":
+        kver = (builddir / "guest" / "kernel-release").read_text().strip()
     agent = builddir / "agent" / "cocoon-agent"
     digest = hashlib.sha256(agent.read_bytes()).hexdigest()[:16]
     initrd = cache / ("initrd-%s-%s.img" % (kver, digest))
@@ -119,7 +134,8 @@ def guest_images(builddir=BUILDDIR):
         for old in cache.glob("initrd-*.img"):
             old.unlink()
         tmp = cache / "initrd.tmp"
-        subprocess.run(["/bin/sh", str(SRCDIR / "guest" / "mkinitrd.sh"), "-k", kver, str(agent), str(tmp)],
+        mods = ["-N"] if flavour == "lean" else ["-k", kver]
+        subprocess.run(["/bin/sh", str(SRCDIR / "guest" / "mkinitrd.sh")] + mods + [str(agent), str(tmp)],
                        check=True, capture_output=True)
         tmp.rename(initrd)
     return str(vmlinux), str(initrd)
