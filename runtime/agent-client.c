@@ -33,7 +33,16 @@
 #define HEALTH_SVC "grpc.Health"
 
 #define DEFAULT_TIMEOUT_MS 30000
-#define PROBE_MS 500          /* one Health.Check probe while dialing */
+/* One Health.Check probe while dialing. A probe sent before the guest has
+ * opened its end of the virtio-serial port is lost, and the next one only
+ * goes out when it times out: during a boot a long probe timeout is added,
+ * whole, to the pod's start (measured: agent ready 750-960 ms after QEMU
+ * started with 500 ms probes, for a guest that serves at ~600 ms). So the
+ * probes are short while the guest boots and grow afterwards, for an agent
+ * that is up but slow to answer (a loaded host, a re-attach). */
+#define PROBE_MIN_MS 25
+#define PROBE_MS 500
+#define PROBE_SHORT_FOR_MS 5000 /* probes stay at PROBE_MIN_MS this long */
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 200
 #define VERSION_MAX 256
@@ -284,6 +293,7 @@ static int dial_connect(const vmm_endpoint *ep, dial_ctx *d, uint64_t deadline_m
  * client). 0 served; -ETIMEDOUT deadline; other: the connection failed. */
 static int dial_probe(ttrpc_client *cli, dial_ctx *d, uint64_t deadline_ms, cc_error **ret_err)
 {
+        uint64_t start = now_ms(), probe = PROBE_MIN_MS;
         for (;;) {
                 uint64_t now = now_ms();
                 if (now >= deadline_ms)
@@ -291,7 +301,9 @@ static int dial_probe(ttrpc_client *cli, dial_ctx *d, uint64_t deadline_ms, cc_e
                 Grpc__CheckRequest req = GRPC__CHECK_REQUEST__INIT;
                 ProtobufCMessage *resp = NULL;
                 _cleanup_error_ cc_error *err = NULL;
-                int64_t t = (int64_t)CC_MIN((uint64_t)PROBE_MS, deadline_ms - now);
+                if (now - start >= PROBE_SHORT_FOR_MS)
+                        probe = CC_MIN(probe * 2, (uint64_t)PROBE_MS);
+                int64_t t = (int64_t)CC_MIN(probe, deadline_ms - now);
                 int r = ttrpc_client_call_pb(cli, HEALTH_SVC, "Check", &req.base,
                                              &grpc__health_check_response__descriptor, CC_MAX(t, 1), &resp, &err);
                 if (r == 0) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -138,9 +139,18 @@ static void undo_agent(void *arg)
         p->agent = NULL;
 }
 
+static int64_t mono_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
 {
         const cc_config *cfg = rt->cfg;
+        /* phase times for the debug log: where a slow pod start goes */
+        int64_t t0 = mono_us(), t_fs = t0, t_vmm;
         if (p->mode == RT_POD_VM) {
                 vm_size(rt, p);
                 virtiofsd_config vc = {
@@ -153,6 +163,7 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                 cc_undo_push(undo, undo_vfsd, p, NULL);
                 if (virtiofsd_save(p->vfsd, &p->vfsd_j, ret_err) < 0)
                         return cc_error_prefix(ret_err, "virtiofsd");
+                t_fs = mono_us();
         }
         const vmm_ops *ops = p->mode == RT_POD_VM ? rt->vm_ops : rt->host_ops;
         p->ops = ops;
@@ -200,6 +211,7 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
         }
         if (vmm_start(p->vmm, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s", ops->name);
+        t_vmm = mono_us();
         if (ops->save && ops->save(p->vmm, &p->vmm_j, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s", ops->name);
         if (vmm_agent_endpoint(p->vmm, &p->ep, ret_err) < 0)
@@ -209,6 +221,9 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                 return cc_error_prefix(ret_err, "agent");
         cc_undo_push(undo, undo_agent, p, NULL);
         rt_agent_set_default_timeout(p->agent, RT_CALL_TIMEOUT_MS);
+        int64_t t_end = mono_us();
+        log_debug("pod=%.12s booted in %.1f ms: virtiofsd %.1f, %s start %.1f, agent ready %.1f", p->id,
+                  (t_end - t0) / 1e3, (t_fs - t0) / 1e3, ops->name, (t_vmm - t_fs) / 1e3, (t_end - t_vmm) / 1e3);
         return 0;
 }
 

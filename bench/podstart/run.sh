@@ -18,6 +18,7 @@
 #                   config (loopback only; containerd keeps the bridge: its
 #                   CRI plugin cannot run pods without one)
 #   ONLY [""]       cocoond or containerd: run one side only
+#   LOGLEVEL [info] cocoond's log level; debug also prints its boot phases
 #   CONTAINERD [containerd from PATH]
 set -eu -o pipefail
 
@@ -48,7 +49,7 @@ get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 start_cocoond() { # DIR
         [ "$NET" = none ] || crienv_cni_bridge "$1/cni-conf" podbench-pbcc0 pbcc0 10.231.0.0/24 "$1/cni-conf/ipam"
-        crienv_start_cocoond "$1" /run/pss.XXXXXX info
+        crienv_start_cocoond "$1" /run/pss.XXXXXX "${LOGLEVEL:-info}"
 }
 
 start_containerd() { # DIR
@@ -66,6 +67,8 @@ bench_one() { # NAME
         out=$("$PY" "$CLIENT" podstart --stubs "$STUBS" --rounds "$ROUNDS" --warmup "$WARMUP" --image "$IMAGE" \
                 --logdir "$d/logs" "unix://$SOCK" 2>&1) || crienv_fail "$name: pod start" "$out"
         grep -E '^(WARMUP|ROUND)' <<<"$out" | sed "s/^/   $name /" >&2
+        # LOGLEVEL=debug: cocoond's own phase times for each boot
+        [ "$name" != cocoond ] || grep -o 'pod=.* booted in .*' "$LOG" | sed "s/^/   $name /" >&2 || true
         R[$name/accel]=$(sed -n 's/^ACCEL //p' <<<"$out")
         line=$(grep '^RESULT' <<<"$out")
         for k in run_s create_s start_s total_s min_s max_s; do R[$name/$k]=$(get "$k" "$line"); done
