@@ -232,6 +232,17 @@ int agent_nl_link_set(int index, const char *name, uint32_t mtu, bool up)
         return nl_talk(&r, NULL, NULL);
 }
 
+int agent_nl_link_set_mac(int index, const unsigned char *mac, size_t len)
+{
+        nl_req r = { .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg)), .nlmsg_type = RTM_NEWLINK,
+                            .nlmsg_flags = NLM_F_REQUEST } };
+        r.ifi.ifi_family = AF_UNSPEC;
+        r.ifi.ifi_index = index;
+        if (len == 0 || len > 32 || add_attr(&r, IFLA_ADDRESS, mac, len) < 0)
+                return -EINVAL;
+        return nl_talk(&r, NULL, NULL);
+}
+
 int agent_nl_addr_change(bool add, int index, int family, const void *addr, int prefix)
 {
         nl_req r = { .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg)),

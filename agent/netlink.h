@@ -50,6 +50,7 @@ typedef struct agent_nl_route_spec {
 int agent_nl_list_links(agent_nl_links *out);
 int agent_nl_list_routes(agent_nl_routes *out);
 int agent_nl_link_set(int index, const char *name, uint32_t mtu, bool up);
+int agent_nl_link_set_mac(int index, const unsigned char *mac, size_t len);
 int agent_nl_addr_change(bool add, int index, int family, const void *addr, int prefix);
 int agent_nl_route_change(bool add, const agent_nl_route_spec *s);
 int agent_nl_neigh_add(int index, int family, const void *addr, const unsigned char *lladdr, size_t lllen,

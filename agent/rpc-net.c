@@ -67,14 +67,24 @@ static int parse_prefix(const char *s, int family_hint, int *ret_family, unsigne
 
 static int family_of(Types__IPFamily f) { return f == TYPES__IPFAMILY__v6 ? AF_INET6 : AF_INET; }
 
-static agent_nl_link *link_by(agent_nl_links *l, const char *name, const char *hw)
+static int parse_mac(const char *s, unsigned char out[8], size_t *ret_len);
+
+/* The link with hardware address hw; without hw, or when no link has it,
+ * the link named name. *ret_set_mac: the link was found by name although hw
+ * was given, so its address must become hw (a VM booted ahead of its pod,
+ * from cocoond's pool, has a NIC whose address is only known once the pod's
+ * network exists). */
+static agent_nl_link *link_by(agent_nl_links *l, const char *name, const char *hw, bool *ret_set_mac)
 {
-        for (size_t i = 0; i < l->n; i++) {
-                if (hw && *hw && strcasecmp(l->v[i].hwaddr, hw) == 0)
+        *ret_set_mac = false;
+        for (size_t i = 0; hw && *hw && i < l->n; i++)
+                if (strcasecmp(l->v[i].hwaddr, hw) == 0)
                         return &l->v[i];
-                if ((!hw || !*hw) && name && strcmp(l->v[i].name, name) == 0)
+        for (size_t i = 0; name && *name && i < l->n; i++)
+                if (strcmp(l->v[i].name, name) == 0) {
+                        *ret_set_mac = hw && *hw;
                         return &l->v[i];
-        }
+                }
         return NULL;
 }
 
@@ -214,9 +224,21 @@ static void h_update_iface(ttrpc_call *call, const uint8_t *pl, size_t len, void
         }
         if (!err && (!l || (r = agent_nl_list_links(l)) < 0))
                 cc_error_set(&err, l ? r : -ENOMEM, "list links: %s", strerror(l ? -r : ENOMEM));
-        if (!err && !(lk = link_by(l, in->device && *in->device ? in->device : in->name, in->hwaddr)))
+        bool set_mac = false;
+        unsigned char mac[8];
+        size_t maclen = 0;
+        if (!err && !(lk = link_by(l, in->device && *in->device ? in->device : in->name, in->hwaddr, &set_mac)))
                 cc_error_set(&err, -ENOENT, "no link with hwaddr '%.32s' or name '%.16s'", in->hwaddr ? in->hwaddr : "",
                              in->name ? in->name : "");
+        if (!err && set_mac && (parse_mac(in->hwaddr, mac, &maclen) < 0 || maclen != 6))
+                cc_error_set(&err, -EINVAL, "bad hwaddr '%.32s'", in->hwaddr);
+        if (!err && set_mac) {
+                log_info("rpc=UpdateInterface link=%s hwaddr %s -> %s", lk->name, lk->hwaddr, in->hwaddr);
+                /* the address changes with the link down */
+                if ((r = agent_nl_link_set(lk->index, NULL, 0, false)) < 0 ||
+                    (r = agent_nl_link_set_mac(lk->index, mac, maclen)) < 0)
+                        cc_error_set(&err, r, "set hwaddr of %s: %s", lk->name, strerror(-r));
+        }
         if (!err) {
                 log_info("rpc=UpdateInterface link=%s", lk->name);
                 for (size_t i = 0; i < lk->n_addrs; i++) {
@@ -298,7 +320,7 @@ static void h_update_routes(ttrpc_call *call, const uint8_t *pl, size_t len, voi
                         break;
                 }
                 s->scope = (int)rt->scope;
-                agent_nl_link *lk = rt->device && *rt->device ? link_by(l, rt->device, NULL) : NULL;
+                agent_nl_link *lk = rt->device && *rt->device ? link_by(l, rt->device, NULL, &(bool){ false }) : NULL;
                 if (rt->device && *rt->device && !lk) {
                         cc_error_set(&err, -ENOENT, "route %zu: no device '%.16s'", i, rt->device);
                         break;
@@ -365,7 +387,7 @@ static void h_add_arp(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
                 unsigned char ip[16], mac[8];
                 size_t maclen;
                 int fam;
-                agent_nl_link *lk = nb->device ? link_by(l, nb->device, NULL) : NULL;
+                agent_nl_link *lk = nb->device ? link_by(l, nb->device, NULL, &(bool){ false }) : NULL;
                 if (!nb->toipaddress || parse_ip(nb->toipaddress->address, 0, &fam, ip) < 0 ||
                     parse_mac(nb->lladdr, mac, &maclen) < 0 || nb->state < 0 || nb->state > 0xffff ||
                     nb->flags < 0 || nb->flags > 0xff)

@@ -368,6 +368,8 @@ static const key_desc keys[] = {
             "extra guest kernel command line parameters"),
         INT("vm.agent_timeout", vm.agent_timeout, 30, 1, 3600, "seconds to wait for the guest agent after boot"),
         BOOL("vm.console_log", vm.console_log, true, "keep the guest console in a log file per pod"),
+        INT("vm.pool_size", vm.pool_size, 0, 0, 64,
+            "VMs booted ahead of RunPodSandbox (default size, one NIC); 0 = none"),
 
         STR("cni.conf_dir", cni.conf_dir, "/etc/cni/net.d", check_abs_path, "CNI network configurations"),
         STRV("cni.bin_dirs", cni.bin_dirs, default_bin_dirs, 1, 64, check_abs_path,

@@ -107,6 +107,7 @@ typedef struct cc_config {
                 char *kernel_params; /* appended to the guest kernel command line */
                 int64_t agent_timeout;
                 bool console_log;
+                int64_t pool_size;
         } vm;
         struct {
                 char *conf_dir;

@@ -287,6 +287,7 @@ static int describe_here(struct nl_sock *sk, const char *veth, cni_tap_info **re
 typedef struct tap_args {
         const char *veth, *tap;
         bool want_info;
+        bool adopt;             /* the tap exists (a pooled VM's): mirror only */
         int fd;
         cni_tap_info *info;
 } tap_args;
@@ -317,11 +318,15 @@ static int setup_fn(void *userdata, cc_error **ret_err)
         int e = rtnl_link_get_kernel(sk, 0, a->veth, &v);
         if (e < 0)
                 return nl_set(ret_err, e, "look up interface", a->veth);
-        if (rtnl_link_get_kernel(sk, 0, a->tap, &t) >= 0)
-                return cc_error_set(ret_err, -EEXIST, "interface '%s' already exists", a->tap);
+        bool exists = rtnl_link_get_kernel(sk, 0, a->tap, &t) >= 0;
+        if (t)
+                rtnl_link_put(TAKE_PTR(t));
+        if (exists != a->adopt)
+                return a->adopt ? cc_error_set(ret_err, -ENOENT, "no tap '%s' to adopt", a->tap)
+                                : cc_error_set(ret_err, -EEXIST, "interface '%s' already exists", a->tap);
         int r;
-        _cleanup_close_ int fd = tun_attach(a->tap, true, ret_err);
-        if (fd < 0)
+        _cleanup_close_ int fd = a->adopt ? -1 : tun_attach(a->tap, true, ret_err);
+        if (fd < 0 && !a->adopt)
                 return fd;
         /* From here on, failure tears down what was made. */
         if ((e = rtnl_link_get_kernel(sk, 0, a->tap, &t)) < 0) {
@@ -352,9 +357,51 @@ static int setup_fn(void *userdata, cc_error **ret_err)
         a->fd = TAKE_FD(fd);
         return 0;
 fail:
-        close(TAKE_FD(fd));
+        if (fd >= 0)
+                close(TAKE_FD(fd));
         teardown_here(sk, a->veth, a->tap);
         return r;
+}
+
+int cni_tap_adopt(const char *netns_path, const char *veth, const char *tap, cni_tap_info **ret_info,
+                  cc_error **ret_err)
+{
+        int r;
+        if ((r = check_ifname(veth, ret_err)) < 0 || (r = check_ifname(tap, ret_err)) < 0)
+                return r;
+        tap_args a = { .veth = veth, .tap = tap, .want_info = ret_info != NULL, .adopt = true, .fd = -1 };
+        r = cni_netns_run(netns_path, setup_fn, &a, ret_err);
+        if (r < 0)
+                return cc_error_prefix(ret_err, "tap adopt %s<->%s in '%s'", veth, tap, netns_path);
+        if (ret_info) {
+                snprintf(a.info->tap, sizeof a.info->tap, "%s", tap);
+                *ret_info = a.info;
+        }
+        return 0;
+}
+
+static int create_fn(void *userdata, cc_error **ret_err)
+{
+        tap_args *a = userdata;
+        if (if_nametoindex(a->tap) != 0)
+                return cc_error_set(ret_err, -EEXIST, "interface '%s' already exists", a->tap);
+        int fd = tun_attach(a->tap, true, ret_err);
+        if (fd < 0)
+                return fd;
+        a->fd = fd;
+        return 0;
+}
+
+int cni_tap_create(const char *netns_path, const char *tap, int *ret_fd, cc_error **ret_err)
+{
+        int r = check_ifname(tap, ret_err);
+        if (r < 0)
+                return r;
+        tap_args a = { .tap = tap, .fd = -1 };
+        if ((r = cni_netns_run(netns_path, create_fn, &a, ret_err)) < 0)
+                return r;
+        *ret_fd = a.fd;
+        return 0;
 }
 
 int cni_tap_setup(const char *netns_path, const char *veth, const char *tap, int *ret_fd,

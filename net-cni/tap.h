@@ -55,6 +55,14 @@ static inline void cni_tap_info_freep(cni_tap_info **i) { cni_tap_info_free(*i);
  * NULL) describes the veth. On failure nothing is left behind. */
 int cni_tap_setup(const char *netns_path, const char *veth, const char *tap, int *ret_fd,
                   cni_tap_info **ret_info, cc_error **ret_err);
+/* cni_tap_setup for a tap that already exists in the namespace (made by
+ * cni_tap_create for a VM booted before its pod's network existed): brings
+ * it up with veth's MTU and mirrors the two; no fd (the VMM has the tap). */
+int cni_tap_adopt(const char *netns_path, const char *veth, const char *tap, cni_tap_info **ret_info,
+                  cc_error **ret_err);
+/* Creates a tap, down and unconnected, in the namespace; *ret_fd as for
+ * cni_tap_setup. -EEXIST if the name is taken. */
+int cni_tap_create(const char *netns_path, const char *tap, int *ret_fd, cc_error **ret_err);
 /* Opens an existing tap of the namespace again (after a daemon restart);
  * -ENOENT if there is none of that name. */
 int cni_tap_open(const char *netns_path, const char *tap, int *ret_fd, cc_error **ret_err);

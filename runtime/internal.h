@@ -122,6 +122,13 @@ struct rt_runtime {
         int epfd, wake_fd;
         pthread_t watcher;
         bool watcher_started;
+
+        /* VMs booted ahead (runtime/pool.c), under lock */
+#define RT_POOL_MAX 64
+        rt_pod *pool[RT_POOL_MAX];
+        size_t n_pool;
+        pthread_cond_t pool_cond;    /* a VM was taken; closing */
+        bool pool_started;
 };
 
 /* Options for tests: the backends to use (NULL: the defaults). */
@@ -185,6 +192,15 @@ const vmm_ops *rt_ops_by_name(rt_runtime *rt, const char *name);
 void rt_vmm_config(rt_runtime *rt, rt_pod *p, vmm_config *c);
 /* Starts the OOM event listener of a pod (holds a pod ref). */
 void rt_pod_start_oom_watch(rt_runtime *rt, rt_pod *p);
+void rt_pod_vm_size(rt_runtime *rt, rt_pod *p);
+void rt_pod_vm_adopt(rt_pod *p, rt_pod *pooled, cc_undo *undo);
+
+/* runtime/pool.c */
+int rt_pool_start(rt_runtime *rt, cc_error **ret_err);
+rt_pod *rt_pool_take(rt_runtime *rt, int vcpus, int memory_mib); /* NULL: none fits */
+void rt_pool_wake(rt_runtime *rt);   /* closing: the filler ends */
+void rt_pool_drain(rt_runtime *rt);  /* stops the VMs still waiting */
+bool rt_pool_sweep(rt_runtime *rt, const char *id); /* a pool record: stops that VM */
 
 /* ---- container.c ------------------------------------------------------------ */
 /* Starts the exit waiter + pump of a running container (restart). */

@@ -599,7 +599,12 @@ int rt_pod_net_setup(rt_net *n, const rt_pod_net_req *req, rt_pod_net **ret, cc_
         /* Declared after p: runs before p is freed. */
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
         cc_error *err = NULL;
-        if ((r = cni_netns_create(n->netns_dir, req->sandbox_id, &p->pub.netns_path, &err)) < 0) {
+        if (req->adopt) {
+                if (asprintf(&p->pub.netns_path, "%s/%s", n->netns_dir, req->sandbox_id) < 0)
+                        return cc_error_set(ret_err, -ENOMEM, "out of memory");
+                if (access(p->pub.netns_path, F_OK) < 0)
+                        return cc_error_errno(ret_err, "pod network: pooled VM's netns %s", p->pub.netns_path);
+        } else if ((r = cni_netns_create(n->netns_dir, req->sandbox_id, &p->pub.netns_path, &err)) < 0) {
                 cc_error_prefix(&err, "pod network");
                 return cc_error_propagate(ret_err, err);
         }
@@ -626,6 +631,9 @@ int rt_pod_net_setup(rt_net *n, const rt_pod_net_req *req, rt_pod_net **ret, cc_
                         n_nics++;
         if (n_nics > PN_MAX_NICS)
                 return cc_error_set(ret_err, -E2BIG, "pod network: %zu interfaces, at most %d", n_nics, PN_MAX_NICS);
+        if (req->adopt && n_nics != 1)
+                return cc_error_set(ret_err, -EXDEV,
+                                    "pod network: %zu interfaces, but a VM from the pool has exactly one", n_nics);
         if (alloc_nics(p, n_nics, PN_MAX_ROUTES) < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         for (size_t i = 0; i < res->n_interfaces; i++) {
@@ -638,7 +646,11 @@ int rt_pod_net_setup(rt_net *n, const rt_pod_net_req *req, rt_pod_net **ret, cc_
                         char tap[IFNAMSIZ];
                         snprintf(tap, sizeof tap, "tap%zu_cocoon", k);
                         int fd = -1;
-                        if ((r = cni_tap_setup(p->pub.netns_path, ci->name, tap, &fd, &info, &err)) < 0) {
+                        if (req->adopt)
+                                r = cni_tap_adopt(p->pub.netns_path, ci->name, RT_POOL_TAP, &info, &err);
+                        else
+                                r = cni_tap_setup(p->pub.netns_path, ci->name, tap, &fd, &info, &err);
+                        if (r < 0) {
                                 cc_error_prefix(&err, "pod network: mirror %s to %s", ci->name, tap);
                                 return cc_error_propagate(ret_err, err);
                         }

@@ -45,7 +45,13 @@ typedef struct rt_pod_net_req {
         const char *const *dns_servers, *const *dns_searches, *const *dns_options;
         const char *cgroup_parent;
         bool vm;            /* mirror each interface to a tap for the VMM */
+        /* A VM booted ahead (runtime/pool.c) made the netns (named by
+         * sandbox_id) and RT_POOL_TAP in it, which its VMM holds: use both;
+         * the network must then give the pod exactly one interface. */
+        bool adopt;
 } rt_pod_net_req;
+
+#define RT_POOL_TAP "tap0_cocoon"
 
 typedef struct rt_pod_nic {
         int tap_fd;         /* for the VMM (vm only; -1 otherwise); owned by rt_pod_net */

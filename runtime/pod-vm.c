@@ -72,7 +72,7 @@ void rt_vmm_config(rt_runtime *rt, rt_pod *p, vmm_config *c)
 
 /* vCPUs and memory from LinuxPodSandboxConfig.resources (+ overhead) within
  * the configured bounds; the defaults when the pod sets no limits. */
-static void vm_size(rt_runtime *rt, rt_pod *p)
+void rt_pod_vm_size(rt_runtime *rt, rt_pod *p)
 {
         const cc_config *cfg = rt->cfg;
         const Runtime__V1__LinuxPodSandboxConfig *lx = p->config->linux;
@@ -152,7 +152,7 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
         /* phase times for the debug log: where a slow pod start goes */
         int64_t t0 = mono_us(), t_fs = t0, t_vmm;
         if (p->mode == RT_POD_VM) {
-                vm_size(rt, p);
+                rt_pod_vm_size(rt, p);
                 virtiofsd_config vc = {
                         .binary = cfg->vm.virtiofsd,
                         .shared_dir = p->share_dir,
@@ -225,6 +225,26 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
         log_debug("pod=%.12s booted in %.1f ms: virtiofsd %.1f, %s start %.1f, agent ready %.1f", p->id,
                   (t_end - t0) / 1e3, (t_fs - t0) / 1e3, ops->name, (t_vmm - t_fs) / 1e3, (t_end - t_vmm) / 1e3);
         return 0;
+}
+
+/* The pod takes over a VM from the pool (booted by rt_pod_vm_boot with the
+ * same size): its VMM, virtiofsd, agent and records, and the same undo as a
+ * boot of its own. The pooled shell is freed. */
+void rt_pod_vm_adopt(rt_pod *p, rt_pod *v, cc_undo *undo)
+{
+        p->ops = v->ops;
+        p->vfsd = TAKE_PTR(v->vfsd);
+        p->vfsd_j = TAKE_PTR(v->vfsd_j);
+        p->vmm = TAKE_PTR(v->vmm);
+        p->vmm_j = TAKE_PTR(v->vmm_j);
+        p->agent = TAKE_PTR(v->agent);
+        p->ep = v->ep;
+        p->vcpus = v->vcpus;
+        p->memory_mib = v->memory_mib;
+        cc_undo_push(undo, undo_vfsd, p, NULL);
+        cc_undo_push(undo, undo_vmm, p, NULL);
+        cc_undo_push(undo, undo_agent, p, NULL);
+        rt_pod_free(v);
 }
 
 void rt_pod_vm_shutdown(rt_runtime *rt, rt_pod *p)

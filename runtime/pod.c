@@ -99,7 +99,20 @@ static bool same_metadata(const Runtime__V1__PodSandboxMetadata *a, const Runtim
 typedef struct pod_undo {
         rt_runtime *rt;
         rt_pod *pod;
+        rt_pod *pooled; /* a VM taken from the pool, until the pod adopts it */
 } pod_undo;
+
+static void undo_pooled(void *arg)
+{
+        pod_undo *u = arg;
+        rt_pod *v = TAKE_PTR(u->pooled);
+        if (!v)
+                return;
+        rt_pod_vm_shutdown(u->rt, v);
+        if (v->lo_netns)
+                (void)cni_netns_remove(v->lo_netns, NULL);
+        rt_pod_free(v);
+}
 
 static void undo_table(void *arg)
 {
@@ -139,7 +152,9 @@ static void undo_net(void *arg)
 
 /* ---- RunPodSandbox ----------------------------------------------------------------- */
 
-static int setup_net(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
+/* pooled: the pod took a VM from the pool, whose netns (named by the pod's
+ * id) and tap exist already. */
+static int setup_net(rt_runtime *rt, rt_pod *p, rt_pod *pooled, cc_error **ret_err)
 {
         const Runtime__V1__PodSandboxConfig *c = p->config;
         const Runtime__V1__DNSConfig *dns = c->dns_config;
@@ -179,6 +194,7 @@ static int setup_net(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
                 .dns_options = options,
                 .cgroup_parent = c->linux ? c->linux->cgroup_parent : NULL,
                 .vm = p->mode == RT_POD_VM,
+                .adopt = pooled != NULL,
         };
         _cleanup_error_ cc_error *nerr = NULL;
         _cleanup_netconf_ cni_netconf *conf = NULL;
@@ -187,12 +203,18 @@ static int setup_net(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
                  * network namespace with loopback only. (A config whose
                  * plugins are missing is an error: rt_pod_net_setup says so.) */
                 log_info("pod=%.12s %s: the pod gets loopback only", p->id, nerr->msg);
-                if (cni_netns_create(rt->cfg->cni.netns_dir, p->id, &p->lo_netns, ret_err) < 0)
+                if (pooled) /* its NIC stays unconfigured */
+                        p->lo_netns = TAKE_PTR(pooled->lo_netns);
+                else if (cni_netns_create(rt->cfg->cni.netns_dir, p->id, &p->lo_netns, ret_err) < 0)
                         return cc_error_prefix(ret_err, "network namespace");
                 return 0;
         }
         if (rt_pod_net_setup(rt->net, &req, &p->net, ret_err) < 0)
                 return cc_error_prefix(ret_err, "network");
+        if (pooled) { /* the netns is the pod's now */
+                free(pooled->lo_netns);
+                pooled->lo_netns = NULL;
+        }
         /* A deep copy: pod-net's saved JSON shares objects with its live
          * state, and json-c objects are not safe to share across threads. */
         _cleanup_json_ json_object *saved = NULL;
@@ -281,7 +303,7 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
         if (!p)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
-        pod_undo pu = { rt, p };
+        pod_undo pu = { rt, p, NULL };
         int r;
         p->config = rt_proto_copy(&config->base);
         p->handler = rt_strdup0(runtime_handler);
@@ -291,7 +313,17 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
                 r = cc_error_set(ret_err, -ENOMEM, "out of memory");
                 goto fail;
         }
-        if ((r = pick_mode(rt, p, runtime_handler, ret_err)) < 0 || (r = cc_id_new(p->id, ret_err)) < 0)
+        if ((r = pick_mode(rt, p, runtime_handler, ret_err)) < 0)
+                goto fail;
+        /* a VM booted ahead, if one of this pod's size waits: its id is the pod's */
+        if (p->mode == RT_POD_VM && rt->pool_started) {
+                rt_pod_vm_size(rt, p);
+                if ((pu.pooled = rt_pool_take(rt, p->vcpus, p->memory_mib)))
+                        cc_undo_push(&undo, undo_pooled, &pu, NULL);
+        }
+        if (pu.pooled)
+                memcpy(p->id, pu.pooled->id, sizeof(p->id));
+        else if ((r = cc_id_new(p->id, ret_err)) < 0)
                 goto fail;
         if ((r = rt_pod_set_paths(rt, p)) < 0) {
                 cc_error_set(ret_err, r, "out of memory");
@@ -325,7 +357,7 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
 
         /* network */
         if (!p->host_network && rt->net) {
-                r = setup_net(rt, p, ret_err);
+                r = setup_net(rt, p, pu.pooled, ret_err);
                 cc_undo_push(&undo, undo_net, &pu, NULL);
                 if (r < 0)
                         goto fail;
@@ -338,8 +370,12 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
                 goto fail;
 
         /* the machine and its agent */
-        if ((r = rt_pod_vm_boot(rt, p, &undo, ret_err)) < 0)
+        if (pu.pooled) {
+                log_debug("pod=%.12s takes a VM from the pool", p->id);
+                rt_pod_vm_adopt(p, TAKE_PTR(pu.pooled), &undo);
+        } else if ((r = rt_pod_vm_boot(rt, p, &undo, ret_err)) < 0) {
                 goto fail;
+        }
         if ((r = create_sandbox(rt, p, ret_err)) < 0)
                 goto fail;
         if (p->mode == RT_POD_VM && (r = guest_loopback_up(p, ret_err)) < 0)

@@ -452,7 +452,9 @@ static void load_pod_dir(rt_runtime *rt, const char *id)
         _cleanup_json_ json_object *vmm_j = NULL, *vfsd_j = NULL, *net_j = NULL;
         rt_pod *p = NULL;
         if (rt_state_load_pod(rt, path, &p, &vmm_j, &vfsd_j, &net_j, &err) < 0) {
-                if (err->code == -ENOENT) {
+                if (err->code == -ENOENT && rt_pool_sweep(rt, id)) {
+                        return; /* a VM of the pool: stopped, removed */
+                } else if (err->code == -ENOENT) {
                         /* RunPodSandbox never finished (cocoond died in it):
                          * nothing of it was published; clean what is there. */
                         log_warn("pod %.12s: no record (interrupted RunPodSandbox); removing its leftovers", id);
@@ -608,6 +610,11 @@ int rt_runtime_open_opts(cc_config *cfg, image_db *images, rt_net *net, const rt
         load_all(rt);
         if (images)
                 image_db_set_in_use_hook(images, layer_in_use, rt);
+        if (net) {
+                _cleanup_error_ cc_error *perr = NULL;
+                if (rt_pool_start(rt, &perr) < 0)
+                        log_warn("pool: %s", perr->msg);
+        }
         log_debug("runtime: %zu pods, %zu containers reloaded", rt->n_pods, rt->n_ctrs);
         *ret = rt;
         return 0;
@@ -626,6 +633,7 @@ void rt_runtime_free(rt_runtime *rt)
                 image_db_set_in_use_hook(rt->images, NULL, NULL);
         pthread_mutex_lock(&rt->lock);
         rt->closing = true;
+        rt_pool_wake(rt);
         for (size_t i = 0; i < rt->n_pods; i++) {
                 unwatch_locked(rt, rt->pods[i]);
                 if (rt->pods[i]->agent)
@@ -643,6 +651,7 @@ void rt_runtime_free(rt_runtime *rt)
         while (rt->n_threads > 0)
                 pthread_cond_wait(&rt->cond, &rt->lock);
         pthread_mutex_unlock(&rt->lock);
+        rt_pool_drain(rt);
         for (size_t i = 0; i < rt->n_ctrs; i++) {
                 rt_ctr_io_free(rt->ctrs[i]->io);
                 rt->ctrs[i]->io = NULL;

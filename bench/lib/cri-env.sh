@@ -166,8 +166,9 @@ EOF
 
 crienv_start_cocoond() { # DIR STATE_TEMPLATE LOGLEVEL
         local d=$1 s
-        daemons_cocoond_config "$d" "$d/cocoon.sock" "$(printf '[vm]\nkernel = "%s"\ninitrd = "%s"\n[runtime]\nhost_agent = "%s"\n' \
-                "$KERNEL" "$INITRD" "$AGENT")"
+        # CRIENV_VM_EXTRA: more [vm] settings (e.g. "pool_size = 1")
+        daemons_cocoond_config "$d" "$d/cocoon.sock" "$(printf '[vm]\nkernel = "%s"\ninitrd = "%s"\n%s\n[runtime]\nhost_agent = "%s"\n' \
+                "$KERNEL" "$INITRD" "${CRIENV_VM_EXTRA:-}" "$AGENT")"
         # Short state dir (/run/XX.XXXXXX): sandbox dirs, named by 64-char
         # pod ids, hold unix sockets (virtiofsd's, the agent's) whose paths
         # must stay under 108 bytes.

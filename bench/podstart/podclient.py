@@ -31,6 +31,17 @@ def cmd_podstart(a):
     pb, rt, _ = cc.runtime(a.stubs, a.target)
     rows = []
     for i in range(a.warmup + a.rounds):
+        if a.wait_pool:
+            # cocoond's VM pool: start each pod when a VM waits (its record
+            # is <root>/sandboxes/<id>/pool.json), as pods that do not arrive
+            # back to back find it
+            t0 = time.monotonic()
+            sb = pathlib.Path(a.wait_pool) / "sandboxes"
+            while not any(sb.glob("*/pool.json")):
+                if time.monotonic() - t0 > 120:
+                    sys.exit("podclient: no VM in cocoond's pool after 120 s")
+                time.sleep(0.05)
+            print("POOLWAIT %d %.3f" % (i, time.monotonic() - t0), flush=True)
         pod, cid, t = start_pod(pb, rt, a.logdir, "ps-%d" % i, a.image, a.handler)
         if i == 0:
             r = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True), timeout=60)
@@ -112,6 +123,7 @@ def main():
         if name == "podstart":
             p.add_argument("--rounds", type=int, default=10)
             p.add_argument("--warmup", type=int, default=1)
+            p.add_argument("--wait-pool", default="", help="cocoond root: wait for a pooled VM before each pod")
         else:
             p.add_argument("--pods", type=int, default=10)
             p.add_argument("--settle", type=float, default=10)
