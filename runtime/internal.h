@@ -200,7 +200,12 @@ int rt_pool_start(rt_runtime *rt, cc_error **ret_err);
 rt_pod *rt_pool_take(rt_runtime *rt, int vcpus, int memory_mib); /* NULL: none fits */
 void rt_pool_wake(rt_runtime *rt);   /* closing: the filler ends */
 void rt_pool_drain(rt_runtime *rt);  /* stops the VMs still waiting */
-bool rt_pool_sweep(rt_runtime *rt, const char *id); /* a pool record: stops that VM */
+/* A record without pod.json (a pooled VM, or a boot RunPodSandbox never
+ * finished: cocoond died in it): stops that VMM and removes the rest. */
+bool rt_pool_sweep(rt_runtime *rt, const char *id);
+/* <rec_dir>/<name>: the pod's VMM and virtiofsd records, for rt_pool_sweep */
+#define RT_BOOT_RECORD "boot.json"
+int rt_vm_record_save(rt_pod *p, const char *name, cc_error **ret_err);
 
 /* ---- container.c ------------------------------------------------------------ */
 /* Starts the exit waiter + pump of a running container (restart). */

@@ -214,6 +214,10 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
         t_vmm = mono_us();
         if (ops->save && ops->save(p->vmm, &p->vmm_j, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s", ops->name);
+        /* should cocoond die before the pod is recorded, the next one stops
+         * this VMM (rt_pool_sweep); RunPodSandbox removes it when done */
+        if (rt_vm_record_save(p, RT_BOOT_RECORD, ret_err) < 0)
+                return cc_error_prefix(ret_err, "%s", ops->name);
         if (vmm_agent_endpoint(p->vmm, &p->ep, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s: agent endpoint", ops->name);
         _cleanup_close_ int cancel = dial_cancel_fd(rt, ops->exit_fd ? ops->exit_fd(p->vmm) : -1);

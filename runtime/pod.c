@@ -4,6 +4,7 @@
  * agent dial) is runtime/pod-vm.c. */
 #include <errno.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fs.h"
@@ -151,6 +153,27 @@ static void undo_net(void *arg)
 }
 
 /* ---- RunPodSandbox ----------------------------------------------------------------- */
+
+/* Empties the run directory but for the share: what a pooled VM the pod
+ * gave back left there (its sockets, console log). */
+static int clear_run_dir(rt_pod *p, cc_error **ret_err)
+{
+        _cleanup_closedir_ DIR *d = opendir(p->run_dir);
+        if (!d)
+                return cc_error_errno(ret_err, "open %s", p->run_dir);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "shared"))
+                        continue;
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "%s/%s", p->run_dir, de->d_name) < 0)
+                        return cc_error_set(ret_err, -ENOMEM, "out of memory");
+                int r = cc_rm_rf(path, ret_err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
 
 /* pooled: the pod took a VM from the pool, whose netns (named by the pod's
  * id) and tap exist already. */
@@ -357,7 +380,21 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
 
         /* network */
         if (!p->host_network && rt->net) {
-                r = setup_net(rt, p, pu.pooled, ret_err);
+                cc_error *nerr = NULL;
+                r = setup_net(rt, p, pu.pooled, &nerr);
+                if (r == -EXDEV && pu.pooled) {
+                        /* the network gives the pod more interfaces than the
+                         * pooled VM has NICs (setup_net undid itself): the
+                         * pod boots a VM of its own after all */
+                        log_info("pod=%.12s %s; booting a VM for it", p->id, nerr->msg);
+                        cc_error_free(TAKE_PTR(nerr));
+                        undo_pooled(&pu);
+                        if ((r = clear_run_dir(p, ret_err)) < 0)
+                                goto fail;
+                        r = setup_net(rt, p, NULL, &nerr);
+                }
+                if (r < 0)
+                        cc_error_propagate(ret_err, TAKE_PTR(nerr));
                 cc_undo_push(&undo, undo_net, &pu, NULL);
                 if (r < 0)
                         goto fail;
@@ -390,6 +427,11 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
         pthread_mutex_unlock(&rt->lock);
         if ((r = rt_state_save_pod(rt, p, ret_err)) < 0)
                 goto fail;
+        {
+                _cleanup_free_ char *boot = NULL;
+                if (asprintf(&boot, "%s/" RT_BOOT_RECORD, p->rec_dir) >= 0)
+                        (void)unlink(boot);
+        }
         char *id = strdup(p->id);
         if (!id) {
                 r = cc_error_set(ret_err, -ENOMEM, "out of memory");

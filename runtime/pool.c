@@ -57,14 +57,16 @@ static void undo_pool_dirs(void *arg)
         pool_remove_dirs(a[0], a[1]);
 }
 
-static int pool_save(rt_pod *p, cc_error **ret_err)
+int rt_vm_record_save(rt_pod *p, const char *name, cc_error **ret_err)
 {
         _cleanup_json_ json_object *o = json_object_new_object();
         _cleanup_free_ char *path = NULL;
-        if (!o || asprintf(&path, "%s/" POOL_RECORD, p->rec_dir) < 0)
+        if (!o || asprintf(&path, "%s/%s", p->rec_dir, name) < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         json_object_object_add(o, "version", json_object_new_int(RT_STATE_VERSION));
         json_object_object_add(o, "id", json_object_new_string(p->id));
+        if (p->ops)
+                json_object_object_add(o, "backend", json_object_new_string(p->ops->name));
         if (p->vmm_j)
                 json_object_object_add(o, "vmm", json_object_get(p->vmm_j));
         if (p->vfsd_j)
@@ -121,7 +123,7 @@ static int pool_boot(rt_runtime *rt, rt_pod **ret, cc_error **ret_err)
         p->net = &pn;
         r = rt_pod_vm_boot(rt, p, &undo, ret_err);
         p->net = NULL;
-        if (r < 0 || (r = pool_save(p, ret_err)) < 0)
+        if (r < 0 || (r = rt_vm_record_save(p, POOL_RECORD, ret_err)) < 0)
                 goto fail;
         cc_undo_disarm(&undo);
         *ret = p;
@@ -244,9 +246,18 @@ void rt_pool_drain(rt_runtime *rt)
 bool rt_pool_sweep(rt_runtime *rt, const char *id)
 {
         _cleanup_free_ char *path = NULL;
-        if (asprintf(&path, "%s/%s/" POOL_RECORD, rt->sb_rec_root, id) < 0 || access(path, F_OK) < 0)
+        bool pooled = true;
+        if (asprintf(&path, "%s/%s/" POOL_RECORD, rt->sb_rec_root, id) < 0)
                 return false;
-        log_info("pool: stopping VM %.12s left by the previous cocoond", id);
+        if (access(path, F_OK) < 0) {
+                /* a boot that RunPodSandbox never finished */
+                free(path);
+                pooled = false;
+                if (asprintf(&path, "%s/%s/" RT_BOOT_RECORD, rt->sb_rec_root, id) < 0 || access(path, F_OK) < 0)
+                        return false;
+        }
+        log_info("%s %.12s left by the previous cocoond: stopping it", pooled ? "pool: VM" : "unfinished pod",
+                 id);
         _cleanup_error_ cc_error *err = NULL;
         _cleanup_json_ json_object *o = NULL;
         rt_pod *p = rt_pod_new();
@@ -255,20 +266,31 @@ bool rt_pool_sweep(rt_runtime *rt, const char *id)
         snprintf(p->id, sizeof(p->id), "%s", id);
         p->mode = RT_POD_VM;
         p->ops = rt->vm_ops;
-        if (rt_pod_set_paths(rt, p) < 0 || asprintf(&p->lo_netns, "%s/%s", rt->cfg->cni.netns_dir, id) < 0) {
+        if (!(o = json_object_from_file(path))) {
+                log_warn("%.12s: unreadable record %s", id, path);
+        } else {
+                json_object *vmm_j = NULL, *vfsd_j = NULL, *b = NULL;
+                json_object_object_get_ex(o, "vmm", &vmm_j);
+                json_object_object_get_ex(o, "virtiofsd", &vfsd_j);
+                if (json_object_object_get_ex(o, "backend", &b) && json_object_is_type(b, json_type_string)) {
+                        const vmm_ops *ops = rt_ops_by_name(rt, json_object_get_string(b));
+                        if (ops && ops != rt->vm_ops) {
+                                p->ops = ops;
+                                p->mode = RT_POD_HOST;
+                        }
+                }
+                if (rt_pod_set_paths(rt, p) < 0) {
+                        rt_pod_free(p);
+                        return true;
+                }
+                if (rt_pod_vm_load(rt, p, vmm_j, vfsd_j, &err) < 0)
+                        log_debug("%.12s: %s", id, err->msg); /* gone already */
+        }
+        if (!p->run_dir && rt_pod_set_paths(rt, p) < 0) {
                 rt_pod_free(p);
                 return true;
         }
-        if (!(o = json_object_from_file(path))) {
-                log_warn("pool: VM %.12s: unreadable record %s", id, path);
-        } else {
-                json_object *vmm_j = NULL, *vfsd_j = NULL;
-                json_object_object_get_ex(o, "vmm", &vmm_j);
-                json_object_object_get_ex(o, "virtiofsd", &vfsd_j);
-                if (rt_pod_vm_load(rt, p, vmm_j, vfsd_j, &err) < 0)
-                        log_debug("pool: VM %.12s: %s", id, err->msg); /* gone already */
-        }
-        if (access(p->lo_netns, F_OK) < 0) {
+        if (asprintf(&p->lo_netns, "%s/%s", rt->cfg->cni.netns_dir, id) < 0 || access(p->lo_netns, F_OK) < 0) {
                 free(p->lo_netns);
                 p->lo_netns = NULL;
         }

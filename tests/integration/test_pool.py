@@ -119,3 +119,31 @@ def test_cocoond_exit_stops_the_pool(env):
     finally:
         env.daemon.start()
         env.connect()
+
+
+def test_a_boot_interrupted_by_sigkill_is_stopped_on_restart(env):
+    """cocoond killed in the middle of RunPodSandbox (the VM booting): the
+    next cocoond stops that VM (its boot.json record) and removes its dirs
+    and netns; no pod of it is listed."""
+    import threading
+    pool = set(pooled_vms(env))
+    cfg = env.pod_config("interrupted")
+    cfg.linux.resources.CopyFrom(pb.LinuxContainerResources(memory_limit_in_bytes=200 << 20))  # not the pool's size
+    errs = []
+    t = threading.Thread(target=lambda: errs.append(
+        pytest.raises(Exception, env.rt.RunPodSandbox, pb.RunPodSandboxRequest(config=cfg), timeout=RPC_TIMEOUT)))
+    t.start()
+    rec = env.root_dir / "sandboxes"
+
+    def booting():
+        return [d.name for d in rec.iterdir() if (d / "boot.json").exists() and d.name not in pool]
+    wait_until(booting, 60, "a VM booting for the pod (boot.json)")
+    vm = booting()[0]
+    pids = qemu_of(vm)
+    assert pids
+    env.restart(signal.SIGKILL)
+    t.join(30)
+    wait_until(lambda: not any(os.path.exists("/proc/%d" % p) for p in pids), 30, "the interrupted pod's QEMU gone")
+    wait_until(lambda: not (rec / vm).exists() and not (env.state_dir / "sandboxes" / vm).exists()
+               and not (env.tmp / "netns" / vm).exists(), 30, "the interrupted pod's dirs and netns gone")
+    assert vm not in [p.id for p in env.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=RPC_TIMEOUT).items]
