@@ -24,6 +24,8 @@
 #     Health.Check answer; and the idle PSS of QEMU + virtiofsd, alone and
 #     per pod with 3 pods running (-p 0 skips this part).
 # Prints a table with the goals and whether each is met. Needs root.
+# GUEST_APPEND="param ...": extra kernel parameters for the first block's VM
+# (A/B tests of guest options).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
@@ -143,7 +145,7 @@ try:
     for i in range(args.boots):
         run = tmp / ("boot%d" % i)
         run.mkdir()
-        vm = tg.GuestVM(run, share, builddir=builddir, accel=ACCEL)
+        vm = tg.GuestVM(run, share, builddir=builddir, accel=ACCEL, extra_cmdline=os.environ.get("GUEST_APPEND", "").split())
         accel = vm.accel
         try:
             vm.start(images)
