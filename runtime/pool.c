@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -86,16 +87,18 @@ static int pool_boot(rt_runtime *rt, rt_pod **ret, cc_error **ret_err)
         }
         runtime__v1__pod_sandbox_config__init(c);
         p->config = c; /* no limits: the default VM size */
+        if (cc_id_new(p->id, ret_err) < 0) {
+                rt_pod_free(p);
+                return -EIO;
+        }
         p->mode = RT_POD_VM;
         p->handler = strdup("");
         p->created_at_ns = rt_now_ns();
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
         void *dirs_arg[2] = { rt, p };
         int r;
-        if (!p->handler || (r = cc_id_new(p->id, ret_err)) < 0 || (r = rt_pod_set_paths(rt, p)) < 0) {
-                r = p->handler ? r : -ENOMEM;
-                if (r == -ENOMEM)
-                        cc_error_set(ret_err, -ENOMEM, "out of memory");
+        if (!p->handler || rt_pod_set_paths(rt, p) < 0) {
+                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
                 goto fail;
         }
         cc_undo_push(&undo, undo_pool_dirs, dirs_arg, NULL);
@@ -197,9 +200,19 @@ int rt_pool_start(rt_runtime *rt, cc_error **ret_err)
         return rt_thread_start(rt, filler_main, rt, ret_err);
 }
 
+/* The VMM of a pooled VM has exited (crashed, killed): nobody watches
+ * pooled VMs, so this is checked when one is taken. */
+static bool pool_vm_dead(rt_pod *p)
+{
+        int fd = p->ops && p->ops->exit_fd && p->vmm ? p->ops->exit_fd(p->vmm) : -1;
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        return fd >= 0 && poll(&pf, 1, 0) > 0;
+}
+
 rt_pod *rt_pool_take(rt_runtime *rt, int vcpus, int memory_mib)
 {
         rt_pod *p = NULL;
+again:
         pthread_mutex_lock(&rt->lock);
         for (size_t i = 0; i < rt->n_pool; i++) {
                 if (rt->pool[i]->vcpus != vcpus || rt->pool[i]->memory_mib != memory_mib)
@@ -211,6 +224,12 @@ rt_pod *rt_pool_take(rt_runtime *rt, int vcpus, int memory_mib)
         if (p)
                 pthread_cond_broadcast(&rt->pool_cond); /* boot a replacement */
         pthread_mutex_unlock(&rt->lock);
+        if (p && pool_vm_dead(p)) {
+                log_warn("pool: VM %.12s exited while it waited; removing it", p->id);
+                pool_destroy(rt, p);
+                p = NULL;
+                goto again;
+        }
         if (p) {
                 /* from now on it is the pod's: its record is the pod's */
                 _cleanup_free_ char *path = NULL;

@@ -44,6 +44,14 @@ def wait_pooled(env, timeout=60):
     return pooled_vms(env)[0]
 
 
+def gone_or_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def qemu_of(vm_id):
     return [p for p, c in procs_mentioning("cocoon-" + vm_id).items() if "qemu-system" in c]
 
@@ -147,3 +155,20 @@ def test_a_boot_interrupted_by_sigkill_is_stopped_on_restart(env):
     wait_until(lambda: not (rec / vm).exists() and not (env.state_dir / "sandboxes" / vm).exists()
                and not (env.tmp / "netns" / vm).exists(), 30, "the interrupted pod's dirs and netns gone")
     assert vm not in [p.id for p in env.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=RPC_TIMEOUT).items]
+
+
+def test_a_pooled_vm_that_died_is_not_handed_out(env):
+    vm = wait_pooled(env)
+    pids = qemu_of(vm)
+    for p in pids:
+        os.kill(p, signal.SIGKILL)
+    wait_until(lambda: all(gone_or_zombie(p) for p in pids), 30, "the pooled QEMU dead")
+    pod, cfg = env.run_pod("after-death")
+    assert pod != vm, "the pod got the dead VM"
+    cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+    env.wait_ctr(cid, pb.CONTAINER_RUNNING)
+    wait_until(lambda: not (env.state_dir / "sandboxes" / vm).exists() and not (env.tmp / "netns" / vm).exists(),
+               30, "the dead pooled VM's dirs and netns gone")
+    info = env.pod_info(pod)
+    env.remove_pod(pod)
+    env.assert_pod_gone(pod, info)
