@@ -387,6 +387,50 @@ def test_failed_tap_undoes_everything(pn):
     assert_nothing_left(pn, i, before)
 
 
+def test_adopt_mirrors_the_pool_tap(pn):
+    """A VM from the pool (runtime/pool.c) made the netns and tap0_cocoon
+    already: setup with adopt runs CNI in that netns and mirrors the veth to
+    the existing tap (no fd of its own: the VMM holds the tap); teardown
+    leaves nothing."""
+    pn.write_conf()
+    pn.warm_up()
+    before = pn.snapshot()
+    i = pn.pod_id("ad")
+    _, out = pn.setup(i, "--vm", "--adopt", "--port", "13%03d:80/tcp" % pn.x)
+    nic = out["live"][0]
+    assert len(out["live"]) == 1 and not nic["tap_fd_open"]
+    assert out["nics"][0]["tap"] == "tap0_cocoon" and nic["iface_mac"] and nic["iface_mtu"] > 0
+    assert pn.allocations() == [out["ip"]]
+    pn.run("teardown", "--id", i)
+    assert_nothing_left(pn, i, before)
+
+
+def test_adopt_refuses_a_second_interface(pn):
+    """A pooled VM has one NIC: a network giving the pod two interfaces is
+    refused with EXDEV (RunPodSandbox then boots a VM of its own), and the
+    setup undoes itself: DEL ran, the netns is gone."""
+    pn.write_conf()
+    pn.warm_up()
+    before = pn.snapshot()
+    two = pn.bin / "two"
+    two.write_text(
+        "#!/usr/bin/python3\n"
+        "import json, os, sys\n"
+        "conf = json.load(sys.stdin)\n"
+        "if os.environ['CNI_COMMAND'] != 'ADD':\n"
+        "    sys.exit(0)\n"
+        "r = conf['prevResult']\n"
+        "r['interfaces'].append({'name': 'net1', 'mac': '02:00:00:00:00:02', 'sandbox': os.environ['CNI_NETNS']})\n"
+        "print(json.dumps(r))\n")
+    two.chmod(0o755)
+    pn.write_conf(extra_plugins=[{"type": "two"}])
+    i = pn.pod_id("a2")
+    rc, out = pn.setup(i, "--vm", "--adopt", check=False)
+    assert rc == 1 and out["code"] == -18, out  # EXDEV
+    assert "exactly one" in out["error"]
+    assert_nothing_left(pn, i, before)
+
+
 def test_existing_netns_is_not_touched(pn):
     """A second setup of the same id fails with EEXIST and must not tear
     down the first pod's network."""

@@ -5,7 +5,10 @@
  * and exit status 1.
  *
  *   ready    CNI...
- *   setup    CNI... --id ID [--vm] [--port HOST:CONTAINER[/PROTO]]... [--save FILE]
+ *   setup    CNI... --id ID [--vm [--adopt]] [--port HOST:CONTAINER[/PROTO]]... [--save FILE]
+ *            --adopt: first make the netns and its tap as the VM pool does
+ *            (runtime/pool.c), holding the tap's fd as QEMU would, then set up
+ *            with rt_pod_net_req.adopt
  *   teardown CNI... --id ID [--load FILE]   (no --load: from the id alone)
  *   load     --load FILE                     (re-opens the taps, prints the record)
  *   guest    --load FILE --agent SOCKET      configures the "guest" through an
@@ -32,6 +35,8 @@
 #include "common/config.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "net-cni/netns.h"
+#include "net-cni/tap.h"
 #include "runtime/pod-net.h"
 
 #define MAX_LIST 16
@@ -44,7 +49,7 @@ static struct {
         int n_ports;
         int timeout_s;
         int n;
-        bool vm, twice;
+        bool vm, twice, adopt;
 } opt = { .timeout_s = 20, .n = 10 };
 
 static int fail(cc_error *err)
@@ -98,7 +103,8 @@ static rt_pod_net_req make_req(const char *id)
                                  *const options[] = { "ndots:5", NULL };
         rt_pod_net_req req = { .sandbox_id = id, .pod_name = "pod-x", .pod_namespace = "default", .pod_uid = "uid-x",
                                .ports = opt.ports, .n_ports = (size_t)opt.n_ports, .dns_servers = servers,
-                               .dns_searches = searches, .dns_options = options, .vm = opt.vm };
+                               .dns_searches = searches, .dns_options = options, .vm = opt.vm,
+                               .adopt = opt.adopt };
         return req;
 }
 
@@ -242,11 +248,11 @@ static int cmd_many(bool concurrent)
 
 int main(int argc, char **argv)
 {
-        enum { O_CONF = 256, O_BIN, O_CACHE, O_NETNS_DIR, O_ID, O_TIMEOUT, O_PORT, O_VM, O_SAVE, O_LOAD, O_TWICE, O_AGENT };
+        enum { O_CONF = 256, O_BIN, O_CACHE, O_NETNS_DIR, O_ID, O_TIMEOUT, O_PORT, O_VM, O_SAVE, O_LOAD, O_TWICE, O_AGENT, O_ADOPT };
         static const struct option lo[] = {
                 { "conf-dir", 1, NULL, O_CONF }, { "bin-dir", 1, NULL, O_BIN }, { "cache-dir", 1, NULL, O_CACHE },
                 { "netns-dir", 1, NULL, O_NETNS_DIR }, { "id", 1, NULL, O_ID }, { "timeout", 1, NULL, O_TIMEOUT },
-                { "port", 1, NULL, O_PORT }, { "vm", 0, NULL, O_VM }, { "save", 1, NULL, O_SAVE },
+                { "port", 1, NULL, O_PORT }, { "vm", 0, NULL, O_VM }, { "adopt", 0, NULL, O_ADOPT }, { "save", 1, NULL, O_SAVE },
                 { "load", 1, NULL, O_LOAD }, { "teardown-twice", 0, NULL, O_TWICE }, { "agent", 1, NULL, O_AGENT },
                 { NULL, 0, NULL, 0 },
         };
@@ -272,6 +278,7 @@ int main(int argc, char **argv)
                 case O_ID: opt.id = optarg; break;
                 case O_TIMEOUT: opt.timeout_s = atoi(optarg); break;
                 case O_VM: opt.vm = true; break;
+                case O_ADOPT: opt.adopt = true; break;
                 case O_SAVE: opt.save = optarg; break;
                 case O_LOAD: opt.load = optarg; break;
                 case O_TWICE: opt.twice = true; break;
@@ -335,6 +342,11 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, "setup")) {
                 rt_pod_net_req req = make_req(opt.id);
                 _cleanup_(pn_freep) rt_pod_net *pn = NULL;
+                _cleanup_free_ char *pool_ns = NULL;
+                _cleanup_close_ int pool_tap = -1;
+                if (opt.adopt && (cni_netns_create(opt.netns_dir, opt.id, &pool_ns, &err) < 0 ||
+                                  cni_tap_create(pool_ns, RT_POOL_TAP, &pool_tap, &err) < 0))
+                        return fail(err);
                 double t0 = now_ms();
                 if (rt_pod_net_setup(net, &req, &pn, &err) < 0)
                         return fail(err);
