@@ -13,6 +13,7 @@
 #include "common/json.h"
 #include "cri-server/dispatch.h"
 #include "runtime/pod-net.h"
+#include "runtime/runtime.h"
 
 typedef struct check {
         const char *name;
@@ -135,6 +136,14 @@ int cri_rpc_status(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **
                 json_object_object_add(ver, "pod_cidr",
                                        json_object_new_string(ctx->daemon->pod_cidr ? ctx->daemon->pod_cidr : ""));
                 pthread_mutex_unlock(&ctx->daemon->lock);
+                if (ctx->daemon->rt) {
+                        int size = 0, ready = 0;
+                        rt_runtime_pool_status(ctx->daemon->rt, &size, &ready);
+                        json_object *pool = json_object_new_object();
+                        json_object_object_add(pool, "size", json_object_new_int(size));
+                        json_object_object_add(pool, "ready", json_object_new_int(ready));
+                        json_object_object_add(ver, "vm_pool", pool);
+                }
                 _cleanup_free_ char *dump = cc_config_dump(cfg);
                 _cleanup_json_ json_object *cfg_json = json_object_new_string(dump ? dump : "");
 

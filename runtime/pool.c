@@ -31,6 +31,7 @@
 #include "net-cni/tap.h"
 #include "runtime/internal.h"
 #include "runtime/rootfs.h"
+#include "runtime/runtime.h"
 
 #define POOL_RECORD "pool.json"
 #define POOL_RETRY_MS 5000 /* after a failed boot */
@@ -237,6 +238,14 @@ again:
                         (void)unlink(path);
         }
         return p;
+}
+
+void rt_runtime_pool_status(rt_runtime *rt, int *ret_size, int *ret_ready)
+{
+        pthread_mutex_lock(&rt->lock);
+        *ret_size = rt->pool_started ? (int)rt->cfg->vm.pool_size : 0;
+        *ret_ready = (int)rt->n_pool;
+        pthread_mutex_unlock(&rt->lock);
 }
 
 void rt_pool_wake(rt_runtime *rt)

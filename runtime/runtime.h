@@ -42,6 +42,9 @@ void rt_exec_target_free(rt_exec_target *t);
 int rt_runtime_pod_agent(rt_runtime *rt, const char *sandbox_id, rt_agent **ret_agent,
                          bool *ret_host_network, cc_error **ret_err);
 
+/* The VM pool ([vm] pool_size): how many VMs it keeps, how many wait now. */
+void rt_runtime_pool_status(rt_runtime *rt, int *ret_size, int *ret_ready);
+
 /* The output pump holds references too. */
 rt_ctr_io *rt_ctr_io_ref(rt_ctr_io *io);
 void rt_ctr_io_unref(rt_ctr_io *io);

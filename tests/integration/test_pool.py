@@ -4,6 +4,7 @@ after the fact (the CNI veth mirrored to the VM's existing tap, the guest
 NIC given the veth's address), replaced in the background, and stopped when
 cocoond exits or, after a SIGKILL, when it starts again. Real VMs (TCG here)
 and Debian's CNI bridge plugin."""
+import json
 import os
 import signal
 import subprocess
@@ -59,6 +60,8 @@ def qemu_of(vm_id):
 def test_pod_takes_the_pooled_vm_and_its_network_works(env):
     vm = wait_pooled(env)
     assert qemu_of(vm), "the pooled VM's QEMU is not running"
+    info = json.loads(env.rt.Status(pb.StatusRequest(verbose=True), timeout=RPC_TIMEOUT).info["runtime"])
+    assert info["vm_pool"] == {"size": 1, "ready": 1}
     t0 = time.monotonic()
     pod, cfg = env.run_pod("pooled")
     took = time.monotonic() - t0
