@@ -175,3 +175,27 @@ def test_a_pooled_vm_that_died_is_not_handed_out(env):
     info = env.pod_info(pod)
     env.remove_pod(pod)
     env.assert_pod_gone(pod, info)
+
+
+def test_pooled_pod_survives_a_cocoond_restart_and_concurrent_runs(env):
+    """A pod that took a pooled VM is an ordinary pod: recorded, re-attached
+    after SIGKILL + restart, exec works. Several RunPodSandbox at once: one
+    takes the pooled VM, the others boot their own; all run."""
+    import concurrent.futures
+    vm = wait_pooled(env)
+    pod, cfg = env.run_pod("survivor")
+    assert pod == vm
+    cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+    env.wait_ctr(cid, pb.CONTAINER_RUNNING)
+    env.restart(signal.SIGKILL)
+    wait_until(lambda: env.pod_status(pod).status.state == pb.SANDBOX_READY, 60, "the pod READY after restart")
+    r = env.rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["echo", "still-here"], timeout=30), timeout=60)
+    assert r.exit_code == 0 and r.stdout == b"still-here\n"
+    vm2 = wait_pooled(env)
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        pods = [p for p, _ in ex.map(lambda i: env.run_pod("burst%d" % i), range(4))]
+    assert len(set(pods)) == 4 and vm2 in pods
+    for p in pods:
+        assert env.pod_status(p).status.state == pb.SANDBOX_READY
+    for p in pods + [pod]:
+        env.remove_pod(p)
