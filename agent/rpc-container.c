@@ -5,7 +5,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 
 #include "agent/agent.h"
 #include "common/cleanup.h"
@@ -229,6 +234,44 @@ static void h_pid(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
         protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* st_blocks and inodes under a directory, one filesystem, bounded: nftw has
+ * no user pointer, so one walk at a time. */
+#define DU_MAX_ENTRIES 200000
+static pthread_mutex_t du_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t du_bytes, du_inodes;
+
+static int du_fn(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+        (void)path, (void)flag, (void)f;
+        du_inodes++;
+        du_bytes += (uint64_t)st->st_blocks * 512;
+        return du_inodes >= DU_MAX_ENTRIES ? 1 : 0;
+}
+
+/* cocoon.agent.Containers/DiskUsage (proto/cocoon-agent.proto). */
+static void h_disk_usage(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
+{
+        LOOKUP(call, cocoon__agent__container_disk_usage_request__descriptor, Cocoon__Agent__ContainerDiskUsageRequest,
+               req, "DiskUsage");
+        char upper[PATH_MAX] = "";
+        if (agent.guest && c->overlay)
+                snprintf(upper, sizeof(upper), "%s/%s/upper", AGENT_RW_DIR, c->id);
+        pthread_mutex_unlock(&agent_lock);
+        Cocoon__Agent__ContainerDiskUsageResponse resp = COCOON__AGENT__CONTAINER_DISK_USAGE_RESPONSE__INIT;
+        if (*upper) {
+                pthread_mutex_lock(&du_lock);
+                du_bytes = du_inodes = 0;
+                int r = nftw(upper, du_fn, 16, FTW_PHYS | FTW_MOUNT);
+                resp.present = r >= 0;
+                resp.used_bytes = du_bytes;
+                resp.inodes_used = du_inodes;
+                pthread_mutex_unlock(&du_lock);
+                resp.path = upper;
+        }
+        ttrpc_call_reply_pb(call, &resp.base);
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 void agent_rpc_register_containers(ttrpc_server *s)
 {
         static const struct { const char *method; ttrpc_handler_fn fn; } tab[] = {
@@ -240,4 +283,5 @@ void agent_rpc_register_containers(ttrpc_server *s)
         for (size_t i = 0; i < CC_ARRAY_SIZE(tab); i++)
                 ttrpc_server_register(s, "grpc.AgentService", tab[i].method, tab[i].fn, NULL, NULL);
         ttrpc_server_register(s, "cocoon.agent.Containers", "Pid", h_pid, NULL, NULL);
+        ttrpc_server_register(s, "cocoon.agent.Containers", "DiskUsage", h_disk_usage, NULL, NULL);
 }

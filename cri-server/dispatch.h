@@ -85,6 +85,8 @@ int cri_rpc_stop_container(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage
 int cri_rpc_remove_container(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_container_status(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_list_containers(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_list_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_reopen_container_log(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_exec_sync(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_exec(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);

@@ -317,6 +317,21 @@ Runtime__V1__Container *cri_ctr_from_info(cri_ctx *ctx, const rt_ctr_info *c)
         return o;
 }
 
+Runtime__V1__ContainerAttributes *cri_ctr_attributes(cri_ctx *ctx, const rt_ctr_info *c)
+{
+        Runtime__V1__ContainerAttributes *a = CRI_NEW(ctx, runtime__v1__container_attributes);
+        const Runtime__V1__ContainerConfig *cfg = c->config;
+        a->id = cri_strdup(ctx, c->id);
+        a->metadata = cri_ctr_metadata(ctx, cfg);
+        if (cfg) {
+                KV(ctx, runtime__v1__container_attributes__labels_entry, cfg->labels, cfg->n_labels, a->labels,
+                   a->n_labels);
+                KV(ctx, runtime__v1__container_attributes__annotations_entry, cfg->annotations, cfg->n_annotations,
+                   a->annotations, a->n_annotations);
+        }
+        return a;
+}
+
 Runtime__V1__ContainerStatus *cri_ctr_status_from_info(cri_ctx *ctx, const rt_ctr_info *c)
 {
         Runtime__V1__ContainerStatus *s = CRI_NEW(ctx, runtime__v1__container_status);

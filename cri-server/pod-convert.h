@@ -46,6 +46,8 @@ Runtime__V1__PodSandboxStatus *cri_pod_status_from_info(cri_ctx *ctx, const rt_p
 char *cri_pod_verbose_info(cri_ctx *ctx, const rt_pod_info *p);
 
 Runtime__V1__Container *cri_ctr_from_info(cri_ctx *ctx, const rt_ctr_info *c);
+/* ContainerStats.attributes: id, metadata, labels, annotations */
+Runtime__V1__ContainerAttributes *cri_ctr_attributes(cri_ctx *ctx, const rt_ctr_info *c);
 Runtime__V1__ContainerStatus *cri_ctr_status_from_info(cri_ctx *ctx, const rt_ctr_info *c);
 /* The verbose info["info"] JSON of ContainerStatus. */
 char *cri_ctr_verbose_info(cri_ctx *ctx, const rt_ctr_info *c);

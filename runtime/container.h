@@ -74,6 +74,22 @@ int rt_container_status(rt_runtime *rt, const char *id, rt_ctr_info **ret, cc_er
 int rt_container_list(rt_runtime *rt, rt_ctr_info ***ret, size_t *ret_n, cc_error **ret_err);
 int rt_container_reopen_log(rt_runtime *rt, const char *id, cc_error **ret_err);
 
+/* ---- stats (runtime/stats.c) -------------------------------------------------- */
+typedef struct rt_ctr_stats {
+        int64_t timestamp_ns;
+        bool have_cpu_mem;          /* running, and its agent answered */
+        uint64_t cpu_usage_ns;      /* cumulative */
+        uint64_t memory_usage, memory_working_set;
+        bool have_fs;               /* its writable layer (the overlay upper dir) */
+        char *fs_mountpoint;
+        uint64_t fs_used_bytes, fs_inodes_used;
+} rt_ctr_stats;
+/* id: full id or unique prefix (-ENOENT). A running container whose agent
+ * does not answer is an error, or with partial_ok stats without CPU/memory
+ * (ListContainerStats: one pod's trouble does not hide the others). */
+int rt_container_stats(rt_runtime *rt, const char *id, bool partial_ok, rt_ctr_stats *ret, cc_error **ret_err);
+void rt_ctr_stats_clear(rt_ctr_stats *s);
+
 /* ---- exec (runtime/exec.c, on top of rt_exec_target) ----------------------- */
 /* Runs argv in the container, collects stdout/stderr (each capped at 16 MiB,
  * the rest drained and dropped, as the kubelet's limit), waits up to

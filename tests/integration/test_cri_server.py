@@ -23,7 +23,9 @@ IMPLEMENTED = {"Version", "Status", "RuntimeConfig", "UpdateRuntimeConfig",
                "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus",
                "ListPodSandbox", "CreateContainer", "StartContainer", "StopContainer",
                "RemoveContainer", "ContainerStatus", "ListContainers", "ReopenContainerLog",
-               "ExecSync", "Exec", "Attach", "PortForward"}
+               "ExecSync", "Exec", "Attach", "PortForward",
+               # stats (test_stats.py)
+               "ContainerStats", "ListContainerStats"}
 
 
 def test_version(daemon):
