@@ -6,6 +6,7 @@ cocoond exits or, after a SIGKILL, when it starts again. Real VMs (TCG here)
 and Debian's CNI bridge plugin."""
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -46,11 +47,16 @@ def wait_pooled(env, timeout=60):
 
 
 def gone_or_zombie(pid):
+    """The whole process has exited (a pidfd turns readable only once every
+    thread is gone: /proc's "Z" of the leader comes earlier)."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
         return True
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    finally:
+        os.close(fd)
 
 
 def qemu_of(vm_id):
