@@ -317,6 +317,17 @@ Runtime__V1__Container *cri_ctr_from_info(cri_ctx *ctx, const rt_ctr_info *c)
         return o;
 }
 
+bool cri_ctr_match(const rt_ctr_info *c, const char *id, const char *pod_id, void *const *selector,
+                   size_t n_selector)
+{
+        if (id && *id && !cri_id_has_prefix(c->id, id))
+                return false;
+        if (pod_id && *pod_id && !cri_id_has_prefix(c->sandbox_id, pod_id))
+                return false;
+        const Runtime__V1__ContainerConfig *cfg = c->config;
+        return cri_labels_match(selector, n_selector, cfg ? (void *const *)cfg->labels : NULL, cfg ? cfg->n_labels : 0);
+}
+
 Runtime__V1__ContainerAttributes *cri_ctr_attributes(cri_ctx *ctx, const rt_ctr_info *c)
 {
         Runtime__V1__ContainerAttributes *a = CRI_NEW(ctx, runtime__v1__container_attributes);

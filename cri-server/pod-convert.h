@@ -36,6 +36,10 @@ void **cri_kv_copy(cri_ctx *ctx, const ProtobufCMessageDescriptor *desc, void *c
 bool cri_labels_match(void *const *selector, size_t n_selector, void *const *labels, size_t n_labels);
 /* id starts with prefix ("" matches everything). */
 bool cri_id_has_prefix(const char *id, const char *prefix);
+/* The part ContainerFilter and ContainerStatsFilter share: id and pod id
+ * prefixes (NULL/"" match all) and a label selector. */
+bool cri_ctr_match(const rt_ctr_info *c, const char *id, const char *pod_id, void *const *selector,
+                   size_t n_selector);
 
 Runtime__V1__PodSandboxMetadata *cri_pod_metadata(cri_ctx *ctx, const Runtime__V1__PodSandboxConfig *c);
 Runtime__V1__ContainerMetadata *cri_ctr_metadata(cri_ctx *ctx, const Runtime__V1__ContainerConfig *c);

@@ -111,19 +111,6 @@ int cri_rpc_container_stats(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCM
         return 0;
 }
 
-static bool stats_matches(const Runtime__V1__ContainerStatsFilter *f, const rt_ctr_info *c)
-{
-        if (!f)
-                return true;
-        if (f->id && *f->id && !cri_id_has_prefix(c->id, f->id))
-                return false;
-        if (f->pod_sandbox_id && *f->pod_sandbox_id && !cri_id_has_prefix(c->sandbox_id, f->pod_sandbox_id))
-                return false;
-        const Runtime__V1__ContainerConfig *cfg = c->config;
-        return cri_labels_match((void *const *)f->label_selector, f->n_label_selector,
-                                cfg ? (void *const *)cfg->labels : NULL, cfg ? cfg->n_labels : 0);
-}
-
 int cri_rpc_list_container_stats(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **ret_resp,
                                  cc_error **ret_err)
 {
@@ -139,7 +126,9 @@ int cri_rpc_list_container_stats(cri_ctx *ctx, const ProtobufCMessage *in, Proto
         Runtime__V1__ListContainerStatsResponse *resp = CRI_NEW(ctx, runtime__v1__list_container_stats_response);
         resp->stats = cri_alloc(ctx, (n ? n : 1) * sizeof(void *));
         for (size_t i = 0; i < n; i++) {
-                if (!stats_matches(req->filter, list[i]))
+                const Runtime__V1__ContainerStatsFilter *f = req->filter;
+                if (f && !cri_ctr_match(list[i], f->id, f->pod_sandbox_id, (void *const *)f->label_selector,
+                                        f->n_label_selector))
                         continue;
                 rt_ctr_stats st;
                 cc_error *err = NULL;

@@ -9,15 +9,9 @@ static bool ctr_matches(const Runtime__V1__ContainerFilter *f, const rt_ctr_info
 {
         if (!f)
                 return true;
-        if (f->id && *f->id && !cri_id_has_prefix(c->id, f->id))
-                return false;
-        if (f->pod_sandbox_id && *f->pod_sandbox_id && !cri_id_has_prefix(c->sandbox_id, f->pod_sandbox_id))
-                return false;
         if (f->state && (int)f->state->state != (int)c->state)
                 return false;
-        const Runtime__V1__ContainerConfig *cfg = c->config;
-        return cri_labels_match((void *const *)f->label_selector, f->n_label_selector,
-                                cfg ? (void *const *)cfg->labels : NULL, cfg ? cfg->n_labels : 0);
+        return cri_ctr_match(c, f->id, f->pod_sandbox_id, (void *const *)f->label_selector, f->n_label_selector);
 }
 
 int cri_rpc_list_containers(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **ret_resp,
