@@ -86,9 +86,15 @@ static bool valid_domain(const char *s)
                 if (!valid_domain_name(s, hostlen))
                         return false;
         }
+        /* a host name DNS can carry, a 16-bit port: bounded, so that a
+         * reference with the longest tag and a digest still fits
+         * IMAGE_REF_INPUT_MAX (the fuzzer found a 1000-byte host that parsed,
+         * whose digest form then did not) */
+        if (hostlen > IMAGE_REF_HOST_MAX)
+                return false;
         if (hostlen == n)
                 return true;
-        if (s[hostlen] != ':' || hostlen + 1 == n)
+        if (s[hostlen] != ':' || hostlen + 1 == n || n - hostlen - 1 > 5)
                 return false;
         for (size_t i = hostlen + 1; i < n; i++)
                 if (s[i] < '0' || s[i] > '9')

@@ -16,6 +16,7 @@
 #include "common/error.h"
 
 #define IMAGE_REF_PATH_MAX 255 /* repository path, distribution's limit */
+#define IMAGE_REF_HOST_MAX 253 /* registry host name (DNS's limit), without the port */
 #define IMAGE_REF_TAG_MAX 128
 #define IMAGE_REF_INPUT_MAX 1024 /* whole input string */
 

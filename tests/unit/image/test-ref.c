@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,6 +157,30 @@ static void test_limits(void **state)
         tag[129] = '\0';
         snprintf(in, sizeof(in), "busybox:%s", tag);
         check_bad(in, "tag longer than 128");
+
+        /* a registry host: at most 253 bytes, a port at most 5 digits (the
+         * fuzzer found a 1000-byte host whose digest form no longer parsed) */
+        char host[300];
+        memset(host, 'h', 249);
+        memcpy(host + 249, ".com", 5); /* 253 */
+        snprintf(in, sizeof(in), "%s:65535/x", host);
+        r = NULL;
+        assert_int_equal(image_ref_parse(in, &r, NULL), 0);
+        image_ref_free(r);
+        snprintf(in, sizeof(in), "h%s/x", host); /* 254 */
+        check_bad(in, "invalid registry domain");
+        check_bad("localhost:123456/x", "invalid registry domain");
+        /* the longest of everything, with a digest, still parses back */
+        memset(name, 'a', 255);
+        name[255] = '\0';
+        memset(tag, 'x', 128);
+        tag[128] = '\0';
+        char *full = NULL;
+        assert_true(asprintf(&full, "%s:65535/%s:%s@sha256:%064d", host, name, tag, 0) > 0);
+        r = NULL;
+        assert_int_equal(image_ref_parse(full, &r, NULL), 0);
+        image_ref_free(r);
+        free(full);
 
         char *big = malloc(5000);
         memset(big, 'a', 4999);
