@@ -5,15 +5,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 
 #include "agent/agent.h"
 #include "common/cleanup.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "cocoon-agent.pb-c.h"
 
@@ -234,19 +232,7 @@ static void h_pid(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
         protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-/* st_blocks and inodes under a directory, one filesystem, bounded: nftw has
- * no user pointer, so one walk at a time. */
-#define DU_MAX_ENTRIES 200000
-static pthread_mutex_t du_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t du_bytes, du_inodes;
-
-static int du_fn(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-        (void)path, (void)flag, (void)f;
-        du_inodes++;
-        du_bytes += (uint64_t)st->st_blocks * 512;
-        return du_inodes >= DU_MAX_ENTRIES ? 1 : 0;
-}
+#define DU_MAX_ENTRIES 200000 /* a writable layer with more is counted up to here */
 
 /* cocoon.agent.Containers/DiskUsage (proto/cocoon-agent.proto). */
 static void h_disk_usage(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
@@ -259,13 +245,10 @@ static void h_disk_usage(ttrpc_call *call, const uint8_t *pl, size_t len, void *
         pthread_mutex_unlock(&agent_lock);
         Cocoon__Agent__ContainerDiskUsageResponse resp = COCOON__AGENT__CONTAINER_DISK_USAGE_RESPONSE__INIT;
         if (*upper) {
-                pthread_mutex_lock(&du_lock);
-                du_bytes = du_inodes = 0;
-                int r = nftw(upper, du_fn, 16, FTW_PHYS | FTW_MOUNT);
-                resp.present = r >= 0;
-                resp.used_bytes = du_bytes;
-                resp.inodes_used = du_inodes;
-                pthread_mutex_unlock(&du_lock);
+                uint64_t bytes = 0, inodes = 0;
+                resp.present = cc_disk_usage(upper, DU_MAX_ENTRIES, &bytes, &inodes) == 0;
+                resp.used_bytes = bytes;
+                resp.inodes_used = inodes;
                 resp.path = upper;
         }
         ttrpc_call_reply_pb(call, &resp.base);

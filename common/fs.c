@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +185,31 @@ int cc_rm_rf(const char *path, cc_error **ret_err)
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : cc_error_errno(ret_err, "stat '%s'", path);
         return rm_rf_at(AT_FDCWD, path, st.st_dev, true, ret_err);
+}
+
+/* nftw has no user pointer: one walk at a time */
+static pthread_mutex_t du_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t du_bytes, du_inodes, du_max;
+
+static int du_fn(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+        (void)path, (void)flag, (void)f;
+        du_inodes++;
+        du_bytes += (uint64_t)st->st_blocks * 512;
+        return du_inodes >= du_max ? 1 : 0; /* non-zero: stop the walk */
+}
+
+int cc_disk_usage(const char *dir, uint64_t max_entries, uint64_t *ret_bytes, uint64_t *ret_inodes)
+{
+        pthread_mutex_lock(&du_lock);
+        du_bytes = du_inodes = 0;
+        du_max = max_entries;
+        int r = nftw(dir, du_fn, 16, FTW_PHYS | FTW_MOUNT);
+        int e = errno;
+        *ret_bytes = du_bytes;
+        *ret_inodes = du_inodes;
+        pthread_mutex_unlock(&du_lock);
+        return r < 0 ? -e : 0;
 }
 
 int cc_path_is_safe_relative(const char *rel)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -19,6 +20,10 @@ int cc_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, 
 /* Removes path recursively; refuses to descend into other filesystems (a
  * mount point below path fails with -EBUSY). A missing path is success. */
 int cc_rm_rf(const char *path, cc_error **ret_err);
+/* What dir holds (dir included): bytes allocated (st_blocks * 512) and
+ * inodes, on dir's filesystem only (mount points below are not entered),
+ * counting at most max_entries entries. 0 or -errno (-ENOENT: no dir). */
+int cc_disk_usage(const char *dir, uint64_t max_entries, uint64_t *ret_bytes, uint64_t *ret_inodes);
 /* True if rel is non-empty, relative (no leading "/") and has no ".."
  * component. Empty and "." components are allowed (they stay below). */
 int cc_path_is_safe_relative(const char *rel);

@@ -5,51 +5,18 @@
  * memory, measured by the agent (cocoon.agent.Containers/DiskUsage); in host
  * mode it is cocoond's own overlay upper directory, measured here. */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/cleanup.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "cocoon-agent.pb-c.h"
 #include "runtime/internal.h"
 
 #define STATS_TIMEOUT_MS 10000
 #define DU_MAX_ENTRIES 200000 /* a writable layer with more is counted up to here */
-
-/* nftw has no user pointer: one walk at a time */
-static pthread_mutex_t du_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t du_bytes, du_inodes;
-static dev_t du_dev;
-
-static int du_fn(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-        (void)path, (void)flag, (void)f;
-        if (st->st_dev != du_dev)
-                return FTW_SKIP_SUBTREE; /* a mount inside: not the layer's */
-        du_inodes++;
-        du_bytes += (uint64_t)st->st_blocks * 512;
-        return du_inodes >= DU_MAX_ENTRIES ? FTW_STOP : FTW_CONTINUE;
-}
-
-/* Bytes and inodes used under dir (one filesystem); -errno. */
-static int disk_usage(const char *dir, uint64_t *ret_bytes, uint64_t *ret_inodes)
-{
-        struct stat st;
-        if (lstat(dir, &st) < 0)
-                return -errno;
-        pthread_mutex_lock(&du_lock);
-        du_bytes = du_inodes = 0;
-        du_dev = st.st_dev;
-        int r = nftw(dir, du_fn, 16, FTW_PHYS | FTW_MOUNT | FTW_ACTIONRETVAL);
-        *ret_bytes = du_bytes;
-        *ret_inodes = du_inodes;
-        pthread_mutex_unlock(&du_lock);
-        return r < 0 ? -errno : 0;
-}
 
 /* The writable layer of a VM container, from its agent. */
 static int guest_disk_usage(rt_agent *a, const char *id, rt_ctr_stats *ret, cc_error **ret_err)
@@ -123,7 +90,7 @@ int rt_container_stats(rt_runtime *rt, const char *id, bool partial_ok, rt_ctr_s
         }
         rt_agent_unref(a);
         if (r == 0 && upper) {
-                int e = disk_usage(upper, &ret->fs_used_bytes, &ret->fs_inodes_used);
+                int e = cc_disk_usage(upper, DU_MAX_ENTRIES, &ret->fs_used_bytes, &ret->fs_inodes_used);
                 if (e == 0) {
                         ret->have_fs = true;
                         ret->fs_mountpoint = TAKE_PTR(upper);

@@ -546,6 +546,37 @@ static void test_path_is_safe_relative(void **state)
         assert_false(cc_path_is_safe_relative(NULL));
 }
 
+static void test_disk_usage(void **state)
+{
+        (void)state;
+        char *d = path_of("du");
+        assert_int_equal(mkdir(d, 0755), 0);
+        char *sub = path_of("du/sub"), *big = path_of("du/sub/big");
+        assert_int_equal(mkdir(sub, 0755), 0);
+        int fd = open(big, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        assert_true(fd >= 0);
+        static char buf[1 << 20];
+        memset(buf, 'x', sizeof(buf));
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+        close(fd);
+        uint64_t bytes = 0, inodes = 0;
+        assert_int_equal(cc_disk_usage(d, 1000, &bytes, &inodes), 0);
+        assert_int_equal(inodes, 3); /* du, sub, big */
+        assert_true(bytes >= 3u << 20);
+        /* counting stops at the bound */
+        assert_int_equal(cc_disk_usage(d, 2, &bytes, &inodes), 0);
+        assert_int_equal(inodes, 2);
+        char *none = path_of("du/none");
+        assert_int_equal(cc_disk_usage(none, 1000, &bytes, &inodes), -ENOENT);
+        cc_error *err = NULL;
+        assert_int_equal(cc_rm_rf(d, &err), 0);
+        free(none);
+        free(big);
+        free(sub);
+        free(d);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -563,6 +594,7 @@ int main(void)
                 cmocka_unit_test(test_rm_rf_tmpfs_mount),
                 cmocka_unit_test(test_rm_rf_bind_mount),
                 cmocka_unit_test(test_path_is_safe_relative),
+                cmocka_unit_test(test_disk_usage),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
