@@ -37,7 +37,7 @@
 #define POOL_RETRY_MS 5000 /* after a failed boot */
 
 /* Removes what pool_boot made besides the VM: directories and netns. */
-static void pool_remove_dirs(rt_runtime *rt, rt_pod *p)
+static void pool_remove_dirs(rt_pod *p)
 {
         if (p->share_dir)
                 (void)rt_share_destroy(p->share_dir, NULL);
@@ -50,14 +50,9 @@ static void pool_remove_dirs(rt_runtime *rt, rt_pod *p)
                 free(p->lo_netns);
                 p->lo_netns = NULL;
         }
-        (void)rt;
 }
 
-static void undo_pool_dirs(void *arg)
-{
-        void **a = arg;
-        pool_remove_dirs(a[0], a[1]);
-}
+static void undo_pool_dirs(void *arg) { pool_remove_dirs(arg); }
 
 int rt_vm_record_save(rt_pod *p, const char *name, cc_error **ret_err)
 {
@@ -96,13 +91,12 @@ static int pool_boot(rt_runtime *rt, rt_pod **ret, cc_error **ret_err)
         p->handler = strdup("");
         p->created_at_ns = rt_now_ns();
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
-        void *dirs_arg[2] = { rt, p };
         int r;
         if (!p->handler || rt_pod_set_paths(rt, p) < 0) {
                 r = cc_error_set(ret_err, -ENOMEM, "out of memory");
                 goto fail;
         }
-        cc_undo_push(&undo, undo_pool_dirs, dirs_arg, NULL);
+        cc_undo_push(&undo, undo_pool_dirs, p, NULL);
         if ((r = cc_mkdir_p(p->run_dir, 0711, ret_err)) < 0 || (r = cc_mkdir_p(p->rec_dir, 0700, ret_err)) < 0 ||
             (r = rt_share_prepare(p->share_dir, ret_err)) < 0)
                 goto fail;
@@ -143,7 +137,7 @@ fail:
 static void pool_destroy(rt_runtime *rt, rt_pod *p)
 {
         rt_pod_vm_shutdown(rt, p);
-        pool_remove_dirs(rt, p);
+        pool_remove_dirs(p);
         rt_pod_free(p);
 }
 
@@ -294,10 +288,10 @@ bool rt_pool_sweep(rt_runtime *rt, const char *id)
         snprintf(p->id, sizeof(p->id), "%s", id);
         p->mode = RT_POD_VM;
         p->ops = rt->vm_ops;
+        json_object *vmm_j = NULL, *vfsd_j = NULL, *b = NULL;
         if (!(o = json_object_from_file(path))) {
                 log_warn("%.12s: unreadable record %s", id, path);
         } else {
-                json_object *vmm_j = NULL, *vfsd_j = NULL, *b = NULL;
                 json_object_object_get_ex(o, "vmm", &vmm_j);
                 json_object_object_get_ex(o, "virtiofsd", &vfsd_j);
                 if (json_object_object_get_ex(o, "backend", &b) && json_object_is_type(b, json_type_string)) {
@@ -307,17 +301,14 @@ bool rt_pool_sweep(rt_runtime *rt, const char *id)
                                 p->mode = RT_POD_HOST;
                         }
                 }
-                if (rt_pod_set_paths(rt, p) < 0) {
-                        rt_pod_free(p);
-                        return true;
-                }
-                if (rt_pod_vm_load(rt, p, vmm_j, vfsd_j, &err) < 0)
-                        log_debug("%.12s: %s", id, err->msg); /* gone already */
         }
-        if (!p->run_dir && rt_pod_set_paths(rt, p) < 0) {
+        /* the paths depend on the mode, known once the record is read */
+        if (rt_pod_set_paths(rt, p) < 0) {
                 rt_pod_free(p);
                 return true;
         }
+        if (o && rt_pod_vm_load(rt, p, vmm_j, vfsd_j, &err) < 0)
+                log_debug("%.12s: %s", id, err->msg); /* gone already */
         if (asprintf(&p->lo_netns, "%s/%s", rt->cfg->cni.netns_dir, id) < 0 || access(p->lo_netns, F_OK) < 0) {
                 free(p->lo_netns);
                 p->lo_netns = NULL;
