@@ -97,6 +97,21 @@ class PodNet:
             "print(json.dumps(conf['prevResult']))\n" % (list(entries),))
         p.chmod(0o755)
 
+    def extra_iface_plugin(self, name, ifname, mac):
+        """A chained plugin that reports one more pod interface (which it
+        does not create) and passes the result on."""
+        p = self.bin / name
+        p.write_text(
+            "#!/usr/bin/python3\n"
+            "import json, os, sys\n"
+            "conf = json.load(sys.stdin)\n"
+            "if os.environ['CNI_COMMAND'] != 'ADD':\n"
+            "    sys.exit(0)\n"
+            "r = conf['prevResult']\n"
+            "r['interfaces'].append({'name': %r, 'mac': %r, 'sandbox': os.environ['CNI_NETNS']})\n"
+            "print(json.dumps(r))\n" % (ifname, mac))
+        p.chmod(0o755)
+
     def cni_args(self):
         return ["--conf-dir", str(self.conf), "--bin-dir", CNI_BIN, "--bin-dir", str(self.bin),
                 "--cache-dir", str(self.cache), "--netns-dir", NETNS_DIR, "--timeout", "20"]
@@ -368,17 +383,7 @@ def test_failed_tap_undoes_everything(pn):
     pn.write_conf()
     pn.warm_up()
     before = pn.snapshot()
-    liar = pn.bin / "liar"
-    liar.write_text(
-        "#!/usr/bin/python3\n"
-        "import json, os, sys\n"
-        "conf = json.load(sys.stdin)\n"
-        "if os.environ['CNI_COMMAND'] != 'ADD':\n"
-        "    sys.exit(0)\n"
-        "r = conf['prevResult']\n"
-        "r['interfaces'].append({'name': 'ghost0', 'mac': '02:00:00:00:00:01', 'sandbox': os.environ['CNI_NETNS']})\n"
-        "print(json.dumps(r))\n")
-    liar.chmod(0o755)
+    pn.extra_iface_plugin("liar", "ghost0", "02:00:00:00:00:01")
     pn.write_conf(extra_plugins=[{"type": "liar"}])
     i = pn.pod_id("lt")
     rc, out = pn.setup(i, "--vm", "--port", "14%03d:80/tcp" % pn.x, check=False)
@@ -412,17 +417,7 @@ def test_adopt_refuses_a_second_interface(pn):
     pn.write_conf()
     pn.warm_up()
     before = pn.snapshot()
-    two = pn.bin / "two"
-    two.write_text(
-        "#!/usr/bin/python3\n"
-        "import json, os, sys\n"
-        "conf = json.load(sys.stdin)\n"
-        "if os.environ['CNI_COMMAND'] != 'ADD':\n"
-        "    sys.exit(0)\n"
-        "r = conf['prevResult']\n"
-        "r['interfaces'].append({'name': 'net1', 'mac': '02:00:00:00:00:02', 'sandbox': os.environ['CNI_NETNS']})\n"
-        "print(json.dumps(r))\n")
-    two.chmod(0o755)
+    pn.extra_iface_plugin("two", "net1", "02:00:00:00:00:02")
     pn.write_conf(extra_plugins=[{"type": "two"}])
     i = pn.pod_id("a2")
     rc, out = pn.setup(i, "--vm", "--adopt", check=False)
