@@ -12,6 +12,11 @@
 #              run with the same source and config only relinks what changed
 #   OUTPUT     the vmlinux to write; OUTPUT.config gets the full .config
 #
+# cocoon's own kernel patches, patches/*.patch next to CONFIG (applied with
+# patch -p1, in name order), go onto the source first: into WORKDIR's copy of
+# a tarball (unpacked again when a patch applied there is changed or gone),
+# or into an unpacked tree given with -s, unless already there.
+#
 # The config is `make allnoconfig` with CONFIG applied (KCONFIG_ALLCONFIG), and
 # every `CONFIG_X=value` line of CONFIG must come out of Kconfig unchanged: a
 # symbol Kconfig dropped (missing dependency, renamed in this source) fails the
@@ -41,7 +46,7 @@ if [ -z "$src" ]; then
 	src=$(ls -1 /usr/src/linux-source-*.tar.* 2>/dev/null | sort -V | tail -n 1)
 	[ -n "$src" ] || die "no /usr/src/linux-source-*.tar.*: apt-get install linux-source-6.1, or use -s"
 fi
-for tool in make gcc bc flex bison readelf; do
+for tool in make gcc bc flex bison readelf patch; do
 	command -v $tool >/dev/null 2>&1 ||
 		die "'$tool' is required (apt-get install build-essential bc flex bison libelf-dev libssl-dev)"
 done
@@ -59,7 +64,7 @@ else
 	stamp="$(basename "$src") $(stat -c '%s %Y' "$src")"
 	tree=$work/src
 	if [ ! -f "$work/src.stamp" ] || [ "$(cat "$work/src.stamp")" != "$stamp" ]; then
-		rm -rf "$tree" "$work/src.stamp" "$work/src.tmp"
+		rm -rf "$tree" "$work/src.stamp" "$work/src.tmp" "$work/patches.applied"
 		mkdir "$work/src.tmp"
 		echo "$me: unpacking $src" >&2
 		tar -xf "$src" -C "$work/src.tmp" --strip-components=1 ||
@@ -69,6 +74,33 @@ else
 	fi
 fi
 [ -f "$tree/Makefile" ] && [ -d "$tree/arch/x86" ] || die "'$tree' is not a Linux source tree"
+
+# ---- cocoon's patches ------------------------------------------------------------
+patchdir=$(dirname "$config")/patches
+applied=$work/patches.applied # "sha256  name" of each patch applied to WORKDIR/src
+: >"$work/patches.want"
+for p in "$patchdir"/*.patch; do
+	[ -f "$p" ] || continue
+	echo "$(sha256sum <"$p" | cut -d' ' -f1)  ${p##*/}" >>"$work/patches.want"
+done
+if [ "$tree" = "$work/src" ] && [ -s "$applied" ] && grep -qvxFf "$work/patches.want" "$applied"; then
+	# a patch applied earlier changed or went away: start from the tarball again
+	rm -f "$work/src.stamp" "$applied"
+	exec sh "$0" ${src:+-s "$src"} -j "$jobs" "$config" "$work" "$out"
+fi
+while read -r sum name; do
+	p=$patchdir/$name
+	if patch -d "$tree" -p1 -R -s -f --dry-run <"$p" >/dev/null 2>&1; then
+		: # already applied
+	elif patch -d "$tree" -p1 -s -f -N --no-backup-if-mismatch <"$p" >"$work/patch.log" 2>&1; then
+		echo "$me: applied $name" >&2
+	else
+		cat "$work/patch.log" >&2
+		die "patch $p does not apply to $tree"
+	fi
+	[ "$tree" != "$work/src" ] || grep -qxF "$sum  $name" "$applied" 2>/dev/null ||
+		echo "$sum  $name" >>"$applied"
+done <"$work/patches.want"
 
 # ---- configuration -------------------------------------------------------------
 obj=$work/obj

@@ -42,7 +42,7 @@ READY = b"cocoon-agent ready"
 
 BASE_CMDLINE = [
     "console=ttyS0", "quiet", "panic=1", "reboot=t", "cryptomgr.notests",
-    "swiotlb=noforce", "8250.nr_uarts=1",
+    "swiotlb=noforce", "8250.nr_uarts=1", "noreplace-smp",
 ]
 
 
@@ -186,6 +186,7 @@ class GuestVM:
             khz = host_tsc_khz()
             if khz:
                 cmdline.append("tsc_early_khz=%s" % khz)  # mandatory under TCG (guest/README.md)
+                cmdline.append("lapic_timer_khz=1000000")  # QEMU's APIC timer rate (runtime/vmm-qemu.c)
         cmdline += self.extra_cmdline
         argv = [QEMU, "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on"]
         if self.accel == "kvm":
@@ -445,6 +446,18 @@ def test_exec_user_pidns(vm, agent):
     agent("write", id="c2", exec="e3", data="abc\n", close=True)
     assert read_all(agent, "c2", "e3") == "got-abc\n"
     assert agent("wait", id="c2", exec="e3")["status"] == 0
+
+
+def test_guest_timer_rate(vm, agent):
+    """The guest's timers fire on time. Under TCG the VMM tells the kernel its
+    APIC timer rate (lapic_timer_khz) instead of letting it calibrate; a wrong
+    rate makes every timer interrupt late by the same factor (early ones are
+    re-armed against the TSC), so a 2 s sleep would take 4 s at half the rate."""
+    t0 = time.monotonic()
+    agent("exec", id="c2", exec="tm", args=["sleep", "2"])
+    assert agent("wait", id="c2", exec="tm")["status"] == 0
+    took = time.monotonic() - t0
+    assert 1.9 <= took < 3.5, "sleep 2 in the guest took %.2f s of host time" % took
 
 
 def test_writable_rootfs_is_guest_overlay(vm, agent):
