@@ -186,7 +186,8 @@ class GuestVM:
             khz = host_tsc_khz()
             if khz:
                 cmdline.append("tsc_early_khz=%s" % khz)  # mandatory under TCG (guest/README.md)
-                cmdline.append("lapic_timer_khz=1000000")  # QEMU's APIC timer rate (runtime/vmm-qemu.c)
+                # cocoon's kernel options for TCG, as runtime/vmm-qemu.c passes them
+                cmdline += ["lapic_timer_khz=1000000", "keep_initmem"]
         cmdline += self.extra_cmdline
         argv = [QEMU, "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on"]
         if self.accel == "kvm":
