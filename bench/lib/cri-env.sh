@@ -107,6 +107,8 @@ crienv_cleanup() {
                         [ "$p" = $$ ] || kill -KILL "$p" 2>/dev/null || true
                 done
                 daemons_umount_below "$WORK"
+                # KEEP_LOG=FILE: cocoond's log of the run, for reading the phases
+                [ -z "${KEEP_LOG:-}" ] || [ -z "${LOG:-}" ] || cp "$LOG" "$KEEP_LOG" 2>/dev/null || true
                 for n in "$WORK"/c*/netns/* "$WORK"/c*/state/netns/*; do
                         [ -e "$n" ] && { umount "$n" 2>/dev/null || true; }
                 done
