@@ -134,8 +134,10 @@ readelf -nW "$obj/vmlinux" 2>/dev/null | grep -q 'Xen.*0x00000012' ||
 
 mkdir -p "$(dirname "$out")"
 cp -f "$obj/vmlinux" "$out.tmp.$$"
-# the symbol table is only for debugging (it is not loaded into the guest)
-strip --strip-debug "$out.tmp.$$" 2>/dev/null || true
+# Symbols are only for debugging (WORKDIR/obj/vmlinux keeps them), and QEMU
+# reads and sorts the symbol table of every kernel it loads: --strip-all
+# takes 5-8 ms off each VM start. Notes (the PVH entry) stay.
+strip --strip-all "$out.tmp.$$" 2>/dev/null || true
 mv -f "$out.tmp.$$" "$out"
 cp -f "$obj/.config" "$out.config"
 echo "$me: wrote $out ($(wc -c <"$out" | tr -d ' ') bytes, $(kmake -s kernelrelease 2>/dev/null || echo '?'))" >&2
