@@ -342,6 +342,10 @@ void agent_init_poweroff(void)
          * the host's virtiofsd then sees the FUSE session end. */
         umount2(AGENT_SHARED_DIR, MNT_DETACH);
         sync();
-        reboot(RB_POWER_OFF);
+        /* Without ACPI (cocoond boots microvm with acpi=off when the kernel
+         * finds its devices on the command line) the kernel cannot power
+         * off and would only halt: reset instead, which ends QEMU as it runs
+         * with -no-reboot. */
+        reboot(access("/sys/firmware/acpi", F_OK) == 0 ? RB_POWER_OFF : RB_AUTOBOOT);
         _exit(0);
 }

@@ -257,6 +257,11 @@ int agent_nl_addr_change(bool add, int index, int family, const void *addr, int 
         if (family == AF_INET6)
                 r.ifa.ifa_flags = IFA_F_NODAD;
         size_t alen = family == AF_INET ? 4 : 16;
+        /* 127.0.0.0/8 and ::1 at host scope, as the kernel sets them on lo */
+        const unsigned char *b = addr;
+        static const unsigned char v6_lo[16] = { [15] = 1 };
+        if ((family == AF_INET && b[0] == 127) || (family == AF_INET6 && memcmp(b, v6_lo, 16) == 0))
+                r.ifa.ifa_scope = RT_SCOPE_HOST;
         if (add_attr(&r, IFA_LOCAL, addr, alen) < 0 || add_attr(&r, IFA_ADDRESS, addr, alen) < 0)
                 return -E2BIG;
         return nl_talk(&r, NULL, NULL);

@@ -241,19 +241,32 @@ static void h_update_iface(ttrpc_call *call, const uint8_t *pl, size_t len, void
         }
         if (!err) {
                 log_info("rpc=UpdateInterface link=%s", lk->name);
+                /* The link ends up with exactly the requested addresses (and
+                 * its IPv6 link-local ones); what it has already is left
+                 * alone: every netlink change is costly in an emulated guest. */
+                bool have[AGENT_NL_ADDRS] = { false };
                 for (size_t i = 0; i < lk->n_addrs; i++) {
                         unsigned char a[16];
                         int fam;
-                        if (parse_ip(lk->addrs[i].addr, lk->addrs[i].family, &fam, a) == 0 &&
-                            !(fam == AF_INET6 && a[0] == 0xfe && (a[1] & 0xc0) == 0x80)) /* keep link-local */
+                        if (parse_ip(lk->addrs[i].addr, lk->addrs[i].family, &fam, a) < 0 ||
+                            (fam == AF_INET6 && a[0] == 0xfe && (a[1] & 0xc0) == 0x80)) /* keep link-local */
+                                continue;
+                        bool wanted = false;
+                        for (size_t j = 0; j < in->n_ipaddresses && !wanted; j++)
+                                if (addrs[j].family == fam && addrs[j].prefix == lk->addrs[i].prefix &&
+                                    memcmp(addrs[j].a, a, fam == AF_INET ? 4 : 16) == 0)
+                                        wanted = have[j] = true;
+                        if (!wanted)
                                 agent_nl_addr_change(false, lk->index, fam, a, lk->addrs[i].prefix);
                 }
                 for (size_t i = 0; i < in->n_ipaddresses && r >= 0; i++)
-                        r = agent_nl_addr_change(true, lk->index, addrs[i].family, addrs[i].a, addrs[i].prefix);
+                        if (!have[i])
+                                r = agent_nl_addr_change(true, lk->index, addrs[i].family, addrs[i].a,
+                                                         addrs[i].prefix);
                 const char *newname = in->name && *in->name && strcmp(in->name, lk->name) ? in->name : NULL;
                 if (r >= 0 && newname) /* renaming needs the link down */
                         r = agent_nl_link_set(lk->index, NULL, 0, false);
-                if (r >= 0)
+                if (r >= 0 && (newname || set_mac || !(lk->flags & IFF_UP) || (in->mtu && in->mtu != lk->mtu)))
                         r = agent_nl_link_set(lk->index, newname, (uint32_t)in->mtu, true);
                 if (r < 0)
                         cc_error_set(&err, r, "configure %s: %s", lk->name, strerror(-r));

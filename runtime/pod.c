@@ -305,8 +305,10 @@ static int create_sandbox(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
  * namespace and talk over localhost. (IPv6 adds ::1 by itself once lo is up.) */
 static int guest_loopback_up(rt_pod *p, cc_error **ret_err)
 {
-        rt_agent_ip ip = { .family = AF_INET, .addr = "127.0.0.1", .prefixlen = 8 };
-        rt_agent_iface lo = { .name = "lo", .mac = "", .mtu = 0 /* keep */, .ips = &ip, .n_ips = 1 };
+        /* UpdateInterface sets exactly these: both, or the pod loses ::1 */
+        rt_agent_ip ip[] = { { .family = AF_INET, .addr = "127.0.0.1", .prefixlen = 8 },
+                             { .family = AF_INET6, .addr = "::1", .prefixlen = 128 } };
+        rt_agent_iface lo = { .name = "lo", .mac = "", .mtu = 0 /* keep */, .ips = ip, .n_ips = 2 };
         if (rt_agent_update_interface(p->agent, &lo, 0, ret_err) < 0)
                 return cc_error_prefix(ret_err, "guest loopback");
         return 0;

@@ -42,6 +42,9 @@
 #define QEMU_VSOCK_AGENT_PORT 1024
 #define QEMU_MAX_PARAMS 1024
 #define QEMU_CMDLINE_MAX 2048 /* x86 COMMAND_LINE_SIZE */
+/* what QEMU appends per virtio-mmio device without ACPI:
+ * " virtio_mmio.device=512@0xfeb00e00:12" */
+#define QEMU_MMIO_ARG_MAX 40
 /* TCG translation cache. QEMU fills it linearly and only flushes it when
  * full, so a VM's resident cache grows to the full size over its life:
  * measured 38 MiB after boot, 104 MiB after a few busybox commands with
@@ -384,34 +387,42 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
         /* Under TCG the guest's TSC is the host's (constant) TSC, but the
          * clocksource watchdog compares it with jiffies, which lag whenever
          * the emulated CPU is starved, and then drops the TSC: tsc=reliable. */
-        /* Two options of cocoon's kernel (guest/patches/; other kernels hand
-         * unknown options to init's environment, harmless), both for TCG:
+        /* Two options of cocoon's kernel (guest/patches/), both for TCG and
+         * only when the kernel has them:
          * lapic_timer_khz: QEMU's emulated APIC timer counts at 1 GHz, and
          * saying so spares the guest 100 ms of calibrating it (under KVM the
          * guest uses the TSC deadline timer and calibrates nothing);
          * keep_initmem: not poisoning and freeing the kernel's init code
          * spares 50 ms of translation invalidations, for ~1 MiB of guest RAM. */
+        unsigned kf = vmm_kernel_features(v->kernel);
         char tsc_opt[128] = "";
         if (tsc)
-                snprintf(tsc_opt, sizeof(tsc_opt),
-                         " tsc_early_khz=%" PRIu64 " tsc=reliable lapic_timer_khz=1000000 keep_initmem", tsc);
+                snprintf(tsc_opt, sizeof(tsc_opt), " tsc_early_khz=%" PRIu64 " tsc=reliable%s%s", tsc,
+                         kf & VMM_KERNEL_LAPIC_KHZ ? " lapic_timer_khz=1000000" : "",
+                         kf & VMM_KERNEL_KEEP_INITMEM ? " keep_initmem" : "");
+        /* Without ACPI tables the guest skips the ACPI interpreter (~35 ms
+         * under TCG) and finds the virtio-mmio devices on its command line,
+         * where QEMU adds them (auto-kernel-cmdline), if the kernel takes
+         * them there (Debian's cloud kernel does not). */
+        bool acpi = !(kf & VMM_KERNEL_MMIO_CMDLINE);
+        size_t cmdline_max = QEMU_CMDLINE_MAX - (acpi ? 0 : QEMU_MMIO_ARG_MAX * (v->n_devs + 1));
         _cleanup_free_ char *cmdline = NULL;
         if (asprintf(&cmdline, "%s%s %s%s%s%s", v->console_log ? "console=ttyS0 " : "", base_cmdline,
                      v->console_log ? "8250.nr_uarts=1" : "8250.nr_uarts=0", tsc_opt,
                      v->kernel_params && *v->kernel_params ? " " : "",
                      v->kernel_params ? v->kernel_params : "") < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
-        if (strlen(cmdline) >= QEMU_CMDLINE_MAX)
-                return cc_error_set(ret_err, -E2BIG, "qemu: kernel command line longer than %d bytes",
-                                    QEMU_CMDLINE_MAX);
+        if (strlen(cmdline) >= cmdline_max)
+                return cc_error_set(ret_err, -E2BIG, "qemu: kernel command line longer than %zu bytes",
+                                    cmdline_max);
 
         strv_addf(av, "%s", v->binary);
         strv_addf(av, "-name");
         strv_addf(av, "cocoon-%s", v->id);
         strv_addf(av, "-M");
-        strv_addf(av, "microvm,%s,%s,isa-serial=%s%s", machine_opts,
+        strv_addf(av, "microvm,%s,%s,isa-serial=%s%s%s", machine_opts,
                   a == VMM_ACCEL_TCG && !tsc ? "pit=on" : "pit=off", v->console_log ? "on" : "off",
-                  memfd ? ",memory-backend=mem" : "");
+                  acpi ? "" : ",acpi=off", memfd ? ",memory-backend=mem" : "");
         strv_addf(av, "-accel");
         if (a == VMM_ACCEL_KVM)
                 strv_addf(av, "kvm");

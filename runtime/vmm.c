@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/kvm.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +16,8 @@
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -287,6 +290,74 @@ uint64_t vmm_host_tsc_khz(void)
 {
         pthread_once(&tsc_once, tsc_detect);
         return tsc_khz_cached;
+}
+
+/* ---- guest kernel features ------------------------------------------------------ */
+
+static struct {
+        pthread_mutex_t mu;
+        char path[PATH_MAX];
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtime;
+        unsigned features;
+        bool valid;
+} kfeat = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static unsigned kernel_scan(int fd, size_t size)
+{
+        /* parameter names as the kernel stores them: NUL-terminated strings
+         * (a built-in module's parameters carry the module name) */
+        static const struct { const char *name; size_t len; unsigned bit; } want[] = {
+                { "virtio_mmio.device", sizeof("virtio_mmio.device"), VMM_KERNEL_MMIO_CMDLINE },
+                { "lapic_timer_khz", sizeof("lapic_timer_khz"), VMM_KERNEL_LAPIC_KHZ },
+                { "keep_initmem", sizeof("keep_initmem"), VMM_KERNEL_KEEP_INITMEM },
+        };
+        void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED)
+                return 0;
+        unsigned f = 0;
+        for (size_t i = 0; i < CC_ARRAY_SIZE(want); i++) {
+                /* the string itself, preceded by a NUL (not a longer name's tail) */
+                const char *p = m, *end = (const char *)m + size;
+                while (p < end && (p = memmem(p, (size_t)(end - p), want[i].name, want[i].len))) {
+                        if (p > (const char *)m && p[-1] == 0) {
+                                f |= want[i].bit;
+                                break;
+                        }
+                        p++;
+                }
+        }
+        munmap(m, size);
+        return f;
+}
+
+unsigned vmm_kernel_features(const char *path)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+            strlen(path) >= sizeof(kfeat.path))
+                return 0;
+        pthread_mutex_lock(&kfeat.mu);
+        if (kfeat.valid && strcmp(kfeat.path, path) == 0 && kfeat.dev == st.st_dev && kfeat.ino == st.st_ino &&
+            kfeat.size == st.st_size && kfeat.mtime.tv_sec == st.st_mtim.tv_sec &&
+            kfeat.mtime.tv_nsec == st.st_mtim.tv_nsec) {
+                unsigned f = kfeat.features;
+                pthread_mutex_unlock(&kfeat.mu);
+                return f;
+        }
+        unsigned f = kernel_scan(fd, (size_t)st.st_size);
+        snprintf(kfeat.path, sizeof(kfeat.path), "%s", path);
+        kfeat.dev = st.st_dev;
+        kfeat.ino = st.st_ino;
+        kfeat.size = st.st_size;
+        kfeat.mtime = st.st_mtim;
+        kfeat.features = f;
+        kfeat.valid = true;
+        pthread_mutex_unlock(&kfeat.mu);
+        return f;
 }
 
 /* ---- process helpers (runtime/vmm-proc.h) ---------------------------------- */

@@ -132,3 +132,13 @@ typedef struct vmm_base {
 bool vmm_kvm_usable(void);
 /* The host TSC frequency in kHz (for tsc_early_khz under TCG), 0 if unknown. */
 uint64_t vmm_host_tsc_khz(void);
+
+/* Boot options a guest kernel image understands, found by their parameter
+ * names in the image (an uncompressed vmlinux); remembered per file (path,
+ * inode, size, mtime). 0 when the image cannot be read. */
+enum {
+        VMM_KERNEL_MMIO_CMDLINE = 1 << 0, /* virtio_mmio.device=: devices without ACPI */
+        VMM_KERNEL_LAPIC_KHZ = 1 << 1,    /* lapic_timer_khz= (guest/patches/0001) */
+        VMM_KERNEL_KEEP_INITMEM = 1 << 2, /* keep_initmem (guest/patches/0002) */
+};
+unsigned vmm_kernel_features(const char *path);

@@ -97,6 +97,14 @@ def host_tsc_khz():
     return v if out.returncode == 0 and v.isdigit() else None
 
 
+def kernel_features(vmlinux):
+    """The boot options runtime/vmm-qemu.c looks for in a kernel image (as
+    vmm_kernel_features does: NUL-terminated parameter names)."""
+    data = pathlib.Path(vmlinux).read_bytes()
+    return {n for n in ("virtio_mmio.device", "lapic_timer_khz", "keep_initmem")
+            if (b"\0" + n.encode() + b"\0") in data}
+
+
 def built_kernel_flavour(builddir=BUILDDIR):
     """'lean' when `make guest` built cocoon's own kernel (guest/build-kernel.sh:
     everything built in, no modules), 'debian' when it extracted Debian's, None
@@ -182,14 +190,18 @@ class GuestVM:
 
     def argv(self, vmlinux, initrd):
         cmdline = list(BASE_CMDLINE)
+        feats = kernel_features(vmlinux)
         if self.accel == "tcg":
             khz = host_tsc_khz()
             if khz:
                 cmdline.append("tsc_early_khz=%s" % khz)  # mandatory under TCG (guest/README.md)
                 # cocoon's kernel options for TCG, as runtime/vmm-qemu.c passes them
-                cmdline += ["lapic_timer_khz=1000000", "keep_initmem"]
+                cmdline += [o for f, o in (("lapic_timer_khz", "lapic_timer_khz=1000000"),
+                                           ("keep_initmem", "keep_initmem")) if f in feats]
         cmdline += self.extra_cmdline
-        argv = [QEMU, "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on"]
+        # no ACPI when the kernel takes its virtio-mmio devices from the command line
+        acpi = "" if "virtio_mmio.device" not in feats else ",acpi=off"
+        argv = [QEMU, "-M", "microvm,x-option-roms=off,pit=off,pic=off,rtc=on,isa-serial=on" + acpi]
         if self.accel == "kvm":
             argv += ["-accel", "kvm", "-cpu", "host"]
         else:

@@ -332,6 +332,12 @@ def test_http_pod_reached_from_host_hostport_and_second_pod(net_env):
         # The guest sees the addresses PodSandboxStatus reports.
         rc, out, err = env.exec_sync(cid, ["ip", "-o", "addr"])
         assert rc == 0 and str(ip) in out and str(extra[0]) in out, (out, err)
+        # and loopback has both localhost addresses /etc/hosts names
+        rc, out, err = env.exec_sync(cid, ["ip", "-o", "addr", "show", "dev", "lo"])
+        assert rc == 0 and "127.0.0.1/8" in out and "::1/128" in out, (out, err)
+        rc, out, err = env.exec_sync(cid, ["sh", "-c", "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | "
+                                           "nc -w 10 ::1 8080"])
+        assert rc == 0 and out.endswith("\r\n\r\n" + want), (rc, out, err)
 
         # From a second pod, over the bridge.
         ccfg = env.net_pod_config("client")

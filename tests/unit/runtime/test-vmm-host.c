@@ -312,6 +312,28 @@ static void test_bad_input(void **state)
         vmm_free(v);
 }
 
+/* vmm_kernel_features: parameter names found as whole NUL-terminated
+ * strings; the answer follows the file when it changes. */
+static void test_kernel_features(void **state)
+{
+        (void)state;
+        char path[] = "/tmp/test-kfeat-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        static const char a[] = "junk\0virtio_mmio.device\0xlapic_timer_khz\0keep_initmem_not\0";
+        assert_int_equal(write(fd, a, sizeof(a)), (ssize_t)sizeof(a));
+        assert_int_equal(vmm_kernel_features(path), VMM_KERNEL_MMIO_CMDLINE);
+        /* a different size (and mtime): scanned again */
+        static const char b[] = "\0lapic_timer_khz\0keep_initmem\0";
+        assert_int_equal(write(fd, b, sizeof(b)), (ssize_t)sizeof(b));
+        close(fd);
+        assert_int_equal(vmm_kernel_features(path),
+                         VMM_KERNEL_MMIO_CMDLINE | VMM_KERNEL_LAPIC_KHZ | VMM_KERNEL_KEEP_INITMEM);
+        unlink(path);
+        assert_int_equal(vmm_kernel_features(path), 0);
+        assert_int_equal(vmm_kernel_features("/nonexistent/vmlinux"), 0);
+}
+
 int main(void)
 {
         if (geteuid() != 0) {
@@ -324,6 +346,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_missing_binary, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_agent_exits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+                cmocka_unit_test(test_kernel_features),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
