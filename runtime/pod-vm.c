@@ -209,8 +209,16 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                                 return cc_error_prefix(ret_err, "%s: NIC %s", ops->name, nic->tap);
                 }
         }
-        if (vmm_start(p->vmm, ret_err) < 0)
+        if (vmm_start(p->vmm, ret_err) < 0) {
+                /* a virtiofsd that failed to start is why QEMU could not connect */
+                cc_error *ferr = NULL;
+                if (virtiofsd_check(p->vfsd, &ferr) < 0) {
+                        cc_error_free(*ret_err);
+                        *ret_err = ferr;
+                        return (*ret_err)->code;
+                }
                 return cc_error_prefix(ret_err, "%s", ops->name);
+        }
         t_vmm = mono_us();
         if (ops->save && ops->save(p->vmm, &p->vmm_j, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s", ops->name);

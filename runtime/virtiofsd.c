@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -82,7 +83,6 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
         const char *binary = c->binary ? c->binary : virtiofsd_default_binary();
         const char *cache = c->cache ? c->cache : "auto";
         const char *sandbox = c->sandbox ? c->sandbox : "namespace";
-        int timeout = c->start_timeout_ms > 0 ? c->start_timeout_ms : 5000;
         struct stat st;
 
         if (!binary)
@@ -105,13 +105,11 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
                 return cc_error_set(ret_err, -EINVAL, "virtiofsd: run directory must be absolute");
 
         _cleanup_free_ virtiofsd *d = calloc(1, sizeof(*d));
-        _cleanup_free_ char *src_opt = NULL, *sock_opt = NULL, *cache_opt = NULL,
-                            *sandbox_opt = NULL;
+        _cleanup_free_ char *src_opt = NULL, *cache_opt = NULL, *sandbox_opt = NULL;
         if (!d || asprintf(&d->socket_path, "%s/%s", c->run_dir, SOCK_NAME) < 0 ||
             !(d->shared_dir = strdup(c->shared_dir)) ||
             asprintf(&d->log_path, "%s/%s", c->run_dir, LOG_NAME) < 0 ||
             asprintf(&src_opt, "source=%s", c->shared_dir) < 0 ||
-            asprintf(&sock_opt, "--socket-path=%s", d->socket_path) < 0 ||
             asprintf(&cache_opt, "cache=%s", cache) < 0 ||
             asprintf(&sandbox_opt, "sandbox=%s", sandbox) < 0) {
                 if (d) {
@@ -129,7 +127,7 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
                 return cc_error_set(ret_err, -ENAMETOOLONG, "virtiofsd: socket path too long");
         }
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
-        _cleanup_close_ int logfd = -1, ino = -1;
+        _cleanup_close_ int logfd = -1, lfd = -1;
         cc_error *err = NULL;
         int r;
 
@@ -142,19 +140,35 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
                 goto fail;
         }
         cc_undo_push(&undo, undo_unlink, strdup(d->log_path), free);
-        ino = vmm_watch_dir(c->run_dir, &err);
-        if (ino < 0) {
-                r = ino;
+
+        /* The listening socket is ours, handed over with --fd: the VMM can
+         * connect at once (the connection waits in the backlog until
+         * virtiofsd is up) instead of cocoond waiting for virtiofsd to
+         * create it, ~15 ms of every pod start. */
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->socket_path);
+        if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                r = cc_error_errno(&err, "socket '%s'", d->socket_path);
                 goto fail;
         }
-
+        cc_undo_push(&undo, undo_unlink, strdup(d->socket_path), free);
+        if (chmod(d->socket_path, 0600) < 0 || listen(lfd, 4) < 0) {
+                r = cc_error_errno(&err, "socket '%s'", d->socket_path);
+                goto fail;
+        }
+        char fd_opt[32];
+        snprintf(fd_opt, sizeof(fd_opt), "--fd=%d", lfd);
         char *argv[] = {
-                (char *)binary, sock_opt, "-o", src_opt, "-o", cache_opt, "-o", sandbox_opt,
+                (char *)binary, fd_opt, "-o", src_opt, "-o", cache_opt, "-o", sandbox_opt,
                 "-o", "log_level=warn", NULL,
         };
+        int keep[] = { lfd };
         cc_spawn_opts so = CC_SPAWN_OPTS_INIT;
         so.stdout_fd = logfd;
         so.stderr_fd = logfd;
+        so.keep_fds = keep;
+        so.n_keep_fds = 1;
         so.new_session = true;
         so.cwd = "/";
         r = cc_spawn(binary, argv, &so, &d->proc, &err);
@@ -163,16 +177,6 @@ int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_e
         d->child = true;
         d->pidfd = cc_proc_pidfd(&d->proc, NULL);
         cc_undo_push(&undo, undo_kill, d, NULL);
-        cc_undo_push(&undo, undo_unlink, strdup(d->socket_path), free);
-
-        r = vmm_wait_file(ino, c->run_dir, SOCK_NAME, d->pidfd, timeout, &err);
-        if (r < 0) {
-                char tail[256];
-                vmm_log_tail(d->log_path, tail, sizeof(tail));
-                if (tail[0])
-                        cc_error_prefix(&err, "%s", tail);
-                goto fail;
-        }
         log_debug("virtiofsd pid=%d socket=%s shared=%s", (int)d->proc.pid, d->socket_path,
                   d->shared_dir);
         cc_undo_disarm(&undo);
@@ -209,6 +213,16 @@ int virtiofsd_stop(virtiofsd *d, int timeout_ms, cc_error **ret_err)
 }
 
 bool virtiofsd_alive(virtiofsd *d) { return d && cc_proc_alive(&d->proc); }
+
+int virtiofsd_check(virtiofsd *d, cc_error **ret_err)
+{
+        if (!d || virtiofsd_alive(d))
+                return 0;
+        char tail[256];
+        vmm_log_tail(d->log_path, tail, sizeof(tail));
+        return cc_error_set(ret_err, -ESRCH, "virtiofsd for '%s' exited%s%s", d->shared_dir, tail[0] ? ": " : "",
+                            tail);
+}
 int virtiofsd_pid(virtiofsd *d) { return d ? d->proc.pid : -1; }
 int virtiofsd_exit_fd(virtiofsd *d) { return d ? d->pidfd : -1; }
 const char *virtiofsd_socket_path(virtiofsd *d) { return d ? d->socket_path : NULL; }

@@ -22,7 +22,6 @@ typedef struct virtiofsd_config {
         const char *run_dir;    /* must exist; gets virtiofsd.sock and virtiofsd.log */
         const char *cache;      /* "auto" (NULL), "always" or "none" */
         const char *sandbox;    /* "namespace" (NULL) or "chroot" */
-        int start_timeout_ms;   /* waiting for the socket; <= 0: 5000 */
 } virtiofsd_config;
 
 /* <state_dir>/sandboxes/<id>/shared, with id checked (cc_id_is_valid). */
@@ -30,9 +29,13 @@ int virtiofsd_shared_dir(const char *state_dir, const char *id, char **ret, cc_e
 /* The virtiofsd binary that will be used for binary == NULL, or NULL. */
 const char *virtiofsd_default_binary(void);
 
-/* Spawns virtiofsd and waits until its socket exists (inotify on run_dir, the
- * process's pidfd for an early exit). On failure nothing is left behind. */
+/* Creates the listening socket and spawns virtiofsd on it (--fd), without
+ * waiting: a VMM can connect right away. A virtiofsd that fails to start
+ * closes the socket, so the VMM's connection fails; virtiofsd_check() then
+ * says why. On failure nothing is left behind. */
 int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_err);
+/* 0 while virtiofsd runs; else an error with the end of its log. */
+int virtiofsd_check(virtiofsd *d, cc_error **ret_err);
 /* SIGTERM, then SIGKILL after timeout_ms; reaps it if it is our child; removes
  * the socket. Idempotent; a daemon that already exited is success. */
 int virtiofsd_stop(virtiofsd *d, int timeout_ms, cc_error **ret_err);

@@ -399,6 +399,32 @@ def test_broken_kernel_leaves_nothing(vms, tmpdir_short, kind):
         assert str(vm.run).encode() not in cmdline, cmdline
 
 
+def test_failing_virtiofsd_named_and_nothing_left(vms, tmpdir_short):
+    """virtiofsd gets its listening socket from the caller and QEMU connects
+    at once; when virtiofsd dies on start, QEMU cannot connect, and the error
+    says virtiofsd exited, with the end of its log."""
+    fake = tmpdir_short / "virtiofsd-fails"
+    fake.write_text("#!/bin/sh\necho 'fake virtiofsd: cannot start' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    vm = vms(share=True)
+    before = set(os.listdir("/proc"))
+    argv = [a if a != VIRTIOFSD else str(fake) for a in vm.boot_argv(ping=True)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=CMD_TIMEOUT)
+    assert p.returncode == 1
+    assert "virtiofsd for '%s' exited" % vm.shared in p.stderr, p.stderr
+    assert "fake virtiofsd: cannot start" in p.stderr, p.stderr
+    assert os.listdir(vm.run) == []
+    assert not vm.state.exists()
+    for pid in set(os.listdir("/proc")) - before:
+        if not pid.isdigit() or proc_gone(int(pid)):
+            continue
+        try:
+            cmdline = pathlib.Path("/proc/%s/cmdline" % pid).read_bytes()
+        except OSError:
+            continue
+        assert str(vm.run).encode() not in cmdline, cmdline
+
+
 def test_boot_to_ping_time_and_idle_pss(vms):
     times, pss = [], None
     for i in range(5):

@@ -203,8 +203,14 @@ static int cmd_boot(int argc, char **argv)
         if (vmm_add_device(v, &sd, &err) < 0)
                 goto fail;
         int64_t t_start = now_ms();
-        if (vmm_start(v, &err) < 0)
+        if (vmm_start(v, &err) < 0) {
+                cc_error *ferr = NULL;
+                if (virtiofsd_check(fsd, &ferr) < 0) {
+                        cc_error_free(err);
+                        err = ferr;
+                }
                 goto fail;
+        }
         int64_t t_started = now_ms();
 
         saved = json_object_new_object();
