@@ -65,8 +65,20 @@ int agent_cgroup_read_u64(const char *path, const char *file, const char *key, u
         return -ENOENT;
 }
 
+/* Is the word w (e.g. "cpu") in the space-separated list l? */
+static bool has_word(const char *l, const char *w)
+{
+        size_t n = strlen(w);
+        for (const char *p = l; (p = strstr(p, w)); p += n)
+                if ((p == l || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == 0))
+                        return true;
+        return false;
+}
+
 /* Turns the controllers on in every ancestor below the root (best effort:
- * a controller the kernel or the parent lacks just stays off). */
+ * a controller the kernel or the parent lacks just stays off). Only the
+ * missing ones: each write re-applies the controllers to the subtree, a
+ * few ms apiece in an emulated guest. */
 static void enable_controllers(const char *root, const char *rel)
 {
         static const char *const ctrls[] = { "+cpu", "+memory", "+pids", "+io" };
@@ -74,8 +86,12 @@ static void enable_controllers(const char *root, const char *rel)
         snprintf(dir, sizeof(dir), "%s", root);
         const char *s = rel;
         for (;;) {
+                char have[256];
+                if (read_file(dir, "cgroup.subtree_control", have, sizeof(have)) < 0)
+                        have[0] = 0;
                 for (size_t i = 0; i < CC_ARRAY_SIZE(ctrls); i++)
-                        write_file(dir, "cgroup.subtree_control", ctrls[i]);
+                        if (!has_word(have, ctrls[i] + 1))
+                                write_file(dir, "cgroup.subtree_control", ctrls[i]);
                 const char *e = strchr(s, '/');
                 if (!e)
                         break;
