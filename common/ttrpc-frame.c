@@ -415,17 +415,40 @@ int ttrpc_conn_write_frame(ttrpc_conn *c, const ttrpc_header *h, const void *pay
         return r;
 }
 
-/* Reads exactly n bytes. 0 ok, 1 EOF before the first byte, -ECONNRESET EOF
- * later, -ENOTCONN if woken, -errno. Only the connection's reader calls it. */
-static int conn_read_full(ttrpc_conn *c, void *buf, size_t n)
+/* Reads exactly n bytes, through the connection's buffer: what is there
+ * first, then small remainders by refilling it (taking whatever else the
+ * peer sent), large ones straight into buf. wait_first: poll before the
+ * first read, for a caller that expects to wait (the start of a frame):
+ * saves the read that would only say EAGAIN. 0 ok, 1 EOF before the first
+ * byte, -ECONNRESET EOF later, -ENOTCONN if woken, -errno. Only the
+ * connection's reader calls it. */
+static int conn_read_full(ttrpc_conn *c, void *buf, size_t n, bool wait_first)
 {
-        size_t got = 0;
+        size_t got = CC_MIN(n, c->rlen - c->rpos);
         bool hup = false;
 
+        memcpy(buf, c->rbuf + c->rpos, got);
+        c->rpos += got;
+        if (got < n && wait_first) {
+                int r = conn_wait(c, POLLIN, 0);
+                if (r < 0)
+                        return r;
+                hup = r == 2;
+        }
         while (got < n) {
-                ssize_t k = read(c->fd, (uint8_t *)buf + got, n - got);
+                bool direct = n - got >= sizeof(c->rbuf);
+                ssize_t k = direct ? read(c->fd, (uint8_t *)buf + got, n - got)
+                                   : read(c->fd, c->rbuf, sizeof(c->rbuf));
                 if (k > 0) {
-                        got += (size_t)k;
+                        if (direct) {
+                                got += (size_t)k;
+                        } else {
+                                size_t take = CC_MIN((size_t)k, n - got);
+                                memcpy((uint8_t *)buf + got, c->rbuf, take);
+                                got += take;
+                                c->rpos = take;
+                                c->rlen = (size_t)k;
+                        }
                         hup = false;
                         continue;
                 }
@@ -457,7 +480,7 @@ int ttrpc_conn_read_frame(ttrpc_conn *c, ttrpc_header *ret_h, uint8_t **ret_payl
         /* Drop what woke us if the connection was killed meanwhile. */
         if (ttrpc_conn_is_dead(c))
                 return -ENOTCONN;
-        r = conn_read_full(c, raw, sizeof(raw));
+        r = conn_read_full(c, raw, sizeof(raw), true);
         if (r == 1 || r == -ENOTCONN)
                 return r;
         if (r < 0)
@@ -472,7 +495,7 @@ int ttrpc_conn_read_frame(ttrpc_conn *c, ttrpc_header *ret_h, uint8_t **ret_payl
                 p = malloc(h.length);
                 if (!p)
                         return cc_error_set(ret_err, -ENOMEM, "ttrpc: out of memory");
-                r = conn_read_full(c, p, h.length);
+                r = conn_read_full(c, p, h.length, false);
                 if (r == -ENOTCONN)
                         return r;
                 if (r != 0)

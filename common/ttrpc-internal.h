@@ -32,6 +32,11 @@ typedef struct ttrpc_conn {
         bool dead;
         bool shut;           /* shutdown(2) done */
         unsigned refs;
+
+        /* The reader's buffer: one read(2) usually brings a whole frame,
+         * header and payload (each syscall is costly in an emulated guest). */
+        size_t rpos, rlen;
+        uint8_t rbuf[4096];
 } ttrpc_conn;
 
 /* CLOCK_MONOTONIC in ns; deadlines below are in this clock, 0 = none. */

@@ -852,6 +852,103 @@ static void test_server_drops_malformed(void **state)
         assert_int_equal(result, 0); /* EOF */
 }
 
+/* The reader's buffer: frames that arrive together (pipelined, in one
+ * write), a frame bigger than the buffer (read straight into place), and one
+ * dribbled a byte at a time are all served, in order. */
+static Ttrpc__Response *raw_read_resp(int fd, uint32_t *ret_id)
+{
+        uint8_t hdr[TTRPC_HEADER_SIZE];
+        ttrpc_header h;
+        if (read_all(fd, hdr, sizeof(hdr)) < 0 || ttrpc_header_decode(hdr, &h, NULL) < 0)
+                return NULL;
+        uint8_t *p = malloc(h.length + 1);
+        if (!p || read_all(fd, p, h.length) < 0) {
+                free(p);
+                return NULL;
+        }
+        *ret_id = h.stream_id;
+        Ttrpc__Response *rs = ttrpc__response__unpack(NULL, h.length, p);
+        free(p);
+        return rs;
+}
+
+static size_t pack_echo(uint8_t *out, const void *payload, size_t len)
+{
+        Ttrpc__Request rq = TTRPC__REQUEST__INIT;
+        rq.service = SVC;
+        rq.method = "Echo";
+        rq.payload.data = (uint8_t *)payload;
+        rq.payload.len = len;
+        size_t n = ttrpc__request__pack(&rq, out + TTRPC_HEADER_SIZE);
+        ttrpc_header_encode(&(ttrpc_header){ .length = (uint32_t)n, .stream_id = 0, .type = TTRPC_TYPE_REQUEST },
+                            out);
+        return n + TTRPC_HEADER_SIZE;
+}
+
+static void set_stream(uint8_t *frame, uint32_t id)
+{
+        frame[4] = (uint8_t)(id >> 24);
+        frame[5] = (uint8_t)(id >> 16);
+        frame[6] = (uint8_t)(id >> 8);
+        frame[7] = (uint8_t)id;
+}
+
+static void test_server_buffered_reads(void **state)
+{
+        fixture *f = *state;
+        int sv[2], result;
+        pthread_t t;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        start_serving(f->server, sv[1], &t, &result);
+
+        size_t big_len = 20000;
+        uint8_t *big = malloc(big_len);
+        for (size_t i = 0; i < big_len; i++)
+                big[i] = (uint8_t)(i * 7);
+        uint8_t *out = malloc(big_len + 1024);
+        size_t n = 0, k;
+        k = pack_echo(out + n, "one", 3), set_stream(out + n, 1), n += k;
+        k = pack_echo(out + n, big, big_len), set_stream(out + n, 3), n += k;
+        k = pack_echo(out + n, "three", 5), set_stream(out + n, 5), n += k;
+        write_all(sv[0], out, n);
+        static const struct { uint32_t id; const char *p; size_t len; } want[] = {
+                { 1, "one", 3 }, { 3, NULL, 0 }, { 5, "three", 5 },
+        };
+        for (size_t i = 0; i < 3; i++) {
+                uint32_t id = 0;
+                Ttrpc__Response *rs = raw_read_resp(sv[0], &id);
+                assert_non_null(rs);
+                assert_int_equal(id, want[i].id);
+                if (want[i].p) {
+                        assert_int_equal(rs->payload.len, want[i].len);
+                        assert_memory_equal(rs->payload.data, want[i].p, want[i].len);
+                } else {
+                        assert_int_equal(rs->payload.len, big_len);
+                        assert_memory_equal(rs->payload.data, big, big_len);
+                }
+                ttrpc__response__free_unpacked(rs, NULL);
+        }
+        /* one byte at a time */
+        n = pack_echo(out, "slow", 4);
+        set_stream(out, 7);
+        for (size_t i = 0; i < n; i++) {
+                write_all(sv[0], out + i, 1);
+                usleep(200);
+        }
+        uint32_t id = 0;
+        Ttrpc__Response *rs = raw_read_resp(sv[0], &id);
+        assert_non_null(rs);
+        assert_int_equal(id, 7);
+        assert_int_equal(rs->payload.len, 4);
+        assert_memory_equal(rs->payload.data, "slow", 4);
+        ttrpc__response__free_unpacked(rs, NULL);
+        close(sv[0]);
+        pthread_join(t, NULL);
+        assert_int_equal(result, 0); /* EOF at a frame boundary */
+        free(big);
+        free(out);
+}
+
 static void test_server_streaming_rejected(void **state)
 {
         fixture *f = *state;
@@ -1167,6 +1264,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_close_wakes_waiters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_protobuf_messages, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_drops_malformed, setup, teardown),
+
+                cmocka_unit_test_setup_teardown(test_server_buffered_reads, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_streaming_rejected, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_deferred_after_disconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_new_session_on_same_stream, setup, teardown),
