@@ -49,6 +49,7 @@ struct rt_pod {
         int64_t created_at_ns;
         bool host_network, host_pid, host_ipc;
         bool creating;               /* RunPodSandbox in progress: invisible */
+        int64_t boot_us[3];          /* rt_pod_vm_start's phases, for the debug log */
         bool removed;                /* out of the table; records gone */
         bool dead;                   /* the VMM / host agent exited */
         bool watched;                /* exit fds in the watcher's epoll set */
@@ -179,9 +180,12 @@ static inline void rt_json_clear(json_object **o)
 
 /* ---- pod-vm.c -------------------------------------------------------------- */
 /* Boots the VMM (+ virtiofsd) or the host agent and dials the agent. Pushes
- * its own undo steps. */
+ * its own undo steps. rt_pod_vm_start + rt_pod_vm_dial, which a caller
+ * with work to do while the guest boots calls apart. */
 typedef struct cc_undo cc_undo;
 int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err);
+int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err);
+int rt_pod_vm_dial(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err);
 /* Asks the agent to power off, stops VMM and virtiofsd, frees them. */
 void rt_pod_vm_shutdown(rt_runtime *rt, rt_pod *p);
 /* Restart: re-attach (load) from the record's JSON; dial in background. */
@@ -198,6 +202,11 @@ void rt_pod_vm_adopt(rt_pod *p, rt_pod *pooled, cc_undo *undo);
 /* runtime/pool.c */
 int rt_pool_start(rt_runtime *rt, cc_error **ret_err);
 rt_pod *rt_pool_take(rt_runtime *rt, int vcpus, int memory_mib); /* NULL: none fits */
+/* Starts a VM now as the pool boots them (sized for config, a netns with the
+ * tap its NIC is on), for a pod to adopt like a pooled one: the pod sets up
+ * its network while the guest boots, then dials the agent (rt_pod_vm_dial). */
+int rt_pool_boot_now(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, rt_pod **ret,
+                     cc_error **ret_err);
 void rt_pool_wake(rt_runtime *rt);   /* closing: the filler ends */
 void rt_pool_drain(rt_runtime *rt);  /* stops the VMs still waiting */
 /* A record without pod.json (a pooled VM, or a boot RunPodSandbox never

@@ -146,7 +146,7 @@ static int64_t mono_us(void)
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
+int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
 {
         const cc_config *cfg = rt->cfg;
         /* phase times for the debug log: where a slow pod start goes */
@@ -210,13 +210,8 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                 }
         }
         if (vmm_start(p->vmm, ret_err) < 0) {
-                /* a virtiofsd that failed to start is why QEMU could not connect */
-                cc_error *ferr = NULL;
-                if (virtiofsd_check(p->vfsd, &ferr) < 0) {
-                        cc_error_free(*ret_err);
-                        *ret_err = ferr;
-                        return (*ret_err)->code;
-                }
+                if (ret_err) /* a virtiofsd that failed is why QEMU could not connect */
+                        virtiofsd_explain(p->vfsd, ret_err);
                 return cc_error_prefix(ret_err, "%s", ops->name);
         }
         t_vmm = mono_us();
@@ -228,15 +223,33 @@ int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                 return cc_error_prefix(ret_err, "%s", ops->name);
         if (vmm_agent_endpoint(p->vmm, &p->ep, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s: agent endpoint", ops->name);
+        p->boot_us[0] = t0;
+        p->boot_us[1] = t_fs;
+        p->boot_us[2] = t_vmm;
+        return 0;
+}
+
+int rt_pod_vm_dial(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
+{
+        const vmm_ops *ops = p->ops;
         _cleanup_close_ int cancel = dial_cancel_fd(rt, ops->exit_fd ? ops->exit_fd(p->vmm) : -1);
+        int64_t t_dial = mono_us();
         if (rt_agent_dial(&p->ep, rt->agent_timeout_ms, cancel, &p->agent, ret_err) < 0)
                 return cc_error_prefix(ret_err, "agent");
         cc_undo_push(undo, undo_agent, p, NULL);
         rt_agent_set_default_timeout(p->agent, RT_CALL_TIMEOUT_MS);
-        int64_t t_end = mono_us();
-        log_debug("pod=%.12s booted in %.1f ms: virtiofsd %.1f, %s start %.1f, agent ready %.1f", p->id,
-                  (t_end - t0) / 1e3, (t_fs - t0) / 1e3, ops->name, (t_vmm - t_fs) / 1e3, (t_end - t_vmm) / 1e3);
+        int64_t t_end = mono_us(), *b = p->boot_us;
+        log_debug("pod=%.12s booted in %.1f ms: virtiofsd %.1f, %s start %.1f, agent ready %.1f "
+                  "(dialed %.1f ms after the start)", p->id, (t_end - b[0]) / 1e3, (b[1] - b[0]) / 1e3, ops->name,
+                  (b[2] - b[1]) / 1e3, (t_end - b[2]) / 1e3, (t_dial - b[2]) / 1e3);
         return 0;
+}
+
+int rt_pod_vm_boot(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
+{
+        if (rt_pod_vm_start(rt, p, undo, ret_err) < 0)
+                return -1;
+        return rt_pod_vm_dial(rt, p, undo, ret_err);
 }
 
 /* The pod takes over a VM from the pool (booted by rt_pod_vm_boot with the
@@ -251,6 +264,7 @@ void rt_pod_vm_adopt(rt_pod *p, rt_pod *v, cc_undo *undo)
         p->vmm_j = TAKE_PTR(v->vmm_j);
         p->agent = TAKE_PTR(v->agent);
         p->ep = v->ep;
+        memcpy(p->boot_us, v->boot_us, sizeof(p->boot_us));
         p->vcpus = v->vcpus;
         p->memory_mib = v->memory_mib;
         cc_undo_push(undo, undo_vfsd, p, NULL);

@@ -175,6 +175,15 @@ static int clear_run_dir(rt_pod *p, cc_error **ret_err)
         return 0;
 }
 
+/* Is there a CNI network to set up (else pods get loopback only)? A broken
+ * configuration counts: setup_net reports it. */
+static bool cni_configured(rt_runtime *rt)
+{
+        _cleanup_error_ cc_error *err = NULL;
+        _cleanup_netconf_ cni_netconf *conf = NULL;
+        return cni_conf_load_dir(rt->cfg->cni.conf_dir, &conf, &err) != -ENOENT;
+}
+
 /* pooled: the pod took a VM from the pool, whose netns (named by the pod's
  * id) and tap exist already. */
 static int setup_net(rt_runtime *rt, rt_pod *p, rt_pod *pooled, cc_error **ret_err)
@@ -346,6 +355,16 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
                 if ((pu.pooled = rt_pool_take(rt, p->vcpus, p->memory_mib)))
                         cc_undo_push(&undo, undo_pooled, &pu, NULL);
         }
+        /* Else, with pod networks, the VM starts now the same way (a netns
+         * holding the tap its NIC is on) and the pod adopts it like a pooled
+         * one: CNI runs while the guest boots, instead of before. */
+        bool booting = false;
+        if (p->mode == RT_POD_VM && !pu.pooled && rt->net && cni_configured(rt)) {
+                if ((r = rt_pool_boot_now(rt, p->config, &pu.pooled, ret_err)) < 0)
+                        goto fail;
+                cc_undo_push(&undo, undo_pooled, &pu, NULL);
+                booting = true;
+        }
         if (pu.pooled)
                 memcpy(p->id, pu.pooled->id, sizeof(p->id));
         else if ((r = cc_id_new(p->id, ret_err)) < 0)
@@ -391,6 +410,7 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
                         log_info("pod=%.12s %s; booting a VM for it", p->id, nerr->msg);
                         cc_error_free(TAKE_PTR(nerr));
                         undo_pooled(&pu);
+                        booting = false;
                         if ((r = clear_run_dir(p, ret_err)) < 0)
                                 goto fail;
                         r = setup_net(rt, p, NULL, &nerr);
@@ -410,8 +430,10 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
 
         /* the machine and its agent */
         if (pu.pooled) {
-                log_debug("pod=%.12s takes a VM from the pool", p->id);
+                log_debug("pod=%.12s takes %s", p->id, booting ? "the VM started for it" : "a VM from the pool");
                 rt_pod_vm_adopt(p, TAKE_PTR(pu.pooled), &undo);
+                if (!p->agent && (r = rt_pod_vm_dial(rt, p, &undo, ret_err)) < 0)
+                        goto fail;
         } else if ((r = rt_pod_vm_boot(rt, p, &undo, ret_err)) < 0) {
                 goto fail;
         }

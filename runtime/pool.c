@@ -71,18 +71,26 @@ int rt_vm_record_save(rt_pod *p, const char *name, cc_error **ret_err)
         return cc_json_write_file(path, o, 0600, ret_err);
 }
 
-/* Boots one pooled VM; *ret is not in the pod table. */
-static int pool_boot(rt_runtime *rt, rt_pod **ret, cc_error **ret_err)
+/* Boots one VM the way the pool keeps them; *ret is not in the pod table.
+ * like: the pod whose size it gets (NULL: the default size). pooled: for the
+ * pool (the agent dialed, a pool record); else for a pod about to adopt it,
+ * which dials the agent itself once its network is set up. */
+static int pool_boot(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *like, bool pooled, rt_pod **ret,
+                     cc_error **ret_err)
 {
         rt_pod *p = rt_pod_new();
-        Runtime__V1__PodSandboxConfig *c = calloc(1, sizeof(*c));
+        Runtime__V1__PodSandboxConfig *c = like ? rt_proto_copy(&like->base) : calloc(1, sizeof(*c));
         if (!p || !c) {
-                free(c);
+                if (c && like)
+                        protobuf_c_message_free_unpacked(&c->base, NULL);
+                else
+                        free(c);
                 rt_pod_free(p);
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         }
-        runtime__v1__pod_sandbox_config__init(c);
-        p->config = c; /* no limits: the default VM size */
+        if (!like)
+                runtime__v1__pod_sandbox_config__init(c); /* no limits: the default VM size */
+        p->config = c;
         if (cc_id_new(p->id, ret_err) < 0) {
                 rt_pod_free(p);
                 return -EIO;
@@ -119,9 +127,9 @@ static int pool_boot(rt_runtime *rt, rt_pod **ret, cc_error **ret_err)
         snprintf(nic.mac, sizeof(nic.mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
         rt_pod_net pn = { .nics = &nic, .n_nics = 1 };
         p->net = &pn;
-        r = rt_pod_vm_boot(rt, p, &undo, ret_err);
+        r = pooled ? rt_pod_vm_boot(rt, p, &undo, ret_err) : rt_pod_vm_start(rt, p, &undo, ret_err);
         p->net = NULL;
-        if (r < 0 || (r = rt_vm_record_save(p, POOL_RECORD, ret_err)) < 0)
+        if (r < 0 || (pooled && (r = rt_vm_record_save(p, POOL_RECORD, ret_err)) < 0))
                 goto fail;
         cc_undo_disarm(&undo);
         *ret = p;
@@ -155,7 +163,7 @@ static void *filler_main(void *arg)
                         break;
                 rt_pod *p = NULL;
                 _cleanup_error_ cc_error *err = NULL;
-                if (pool_boot(rt, &p, &err) < 0) {
+                if (pool_boot(rt, NULL, true, &p, &err) < 0) {
                         log_warn("pool: cannot boot a VM ahead: %s (retrying in %d s)", err->msg, POOL_RETRY_MS / 1000);
                         pthread_mutex_lock(&rt->lock);
                         struct timespec ts;
@@ -202,6 +210,12 @@ static bool pool_vm_dead(rt_pod *p)
         int fd = p->ops && p->ops->exit_fd && p->vmm ? p->ops->exit_fd(p->vmm) : -1;
         struct pollfd pf = { .fd = fd, .events = POLLIN };
         return fd >= 0 && poll(&pf, 1, 0) > 0;
+}
+
+int rt_pool_boot_now(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, rt_pod **ret,
+                     cc_error **ret_err)
+{
+        return pool_boot(rt, config, false, ret, ret_err);
 }
 
 rt_pod *rt_pool_take(rt_runtime *rt, int vcpus, int memory_mib)

@@ -214,6 +214,19 @@ int virtiofsd_stop(virtiofsd *d, int timeout_ms, cc_error **ret_err)
 
 bool virtiofsd_alive(virtiofsd *d) { return d && cc_proc_alive(&d->proc); }
 
+void virtiofsd_explain(virtiofsd *d, cc_error **vmm_err)
+{
+        cc_error *ferr = NULL;
+        /* QEMU names the socket (connection refused) or the device (the
+         * connection dropped during the vhost-user handshake) */
+        if (!d || !*vmm_err ||
+            !(strstr((*vmm_err)->msg, d->socket_path) || strstr((*vmm_err)->msg, "vhost-user-fs")) ||
+            virtiofsd_check(d, &ferr) == 0)
+                return;
+        cc_error_free(*vmm_err);
+        *vmm_err = ferr;
+}
+
 int virtiofsd_check(virtiofsd *d, cc_error **ret_err)
 {
         if (!d || virtiofsd_alive(d))

@@ -36,6 +36,12 @@ const char *virtiofsd_default_binary(void);
 int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_err);
 /* 0 while virtiofsd runs; else an error with the end of its log. */
 int virtiofsd_check(virtiofsd *d, cc_error **ret_err);
+/* For a VMM that failed to start: when its error names virtiofsd's socket
+ * or the vhost-user-fs device (it could not connect, or lost the connection)
+ * and virtiofsd has exited, *vmm_err becomes
+ * virtiofsd's own (virtiofsd_check). A VMM failing for another reason makes
+ * virtiofsd exit too; its error stays. */
+void virtiofsd_explain(virtiofsd *d, cc_error **vmm_err);
 /* SIGTERM, then SIGKILL after timeout_ms; reaps it if it is our child; removes
  * the socket. Idempotent; a daemon that already exited is success. */
 int virtiofsd_stop(virtiofsd *d, int timeout_ms, cc_error **ret_err);

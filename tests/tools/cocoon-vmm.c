@@ -204,11 +204,7 @@ static int cmd_boot(int argc, char **argv)
                 goto fail;
         int64_t t_start = now_ms();
         if (vmm_start(v, &err) < 0) {
-                cc_error *ferr = NULL;
-                if (virtiofsd_check(fsd, &ferr) < 0) {
-                        cc_error_free(err);
-                        err = ferr;
-                }
+                virtiofsd_explain(fsd, &err);
                 goto fail;
         }
         int64_t t_started = now_ms();
