@@ -32,8 +32,9 @@ import grpc
 import pytest
 
 from conftest import BUILDDIR, pb
-from pods import (CONTAINER, NODE, POD, PodEnv, pid_alive, procs_mentioning, skip_reason,  # noqa: F401
-                  wait_until)
+from oci_layout import layer_tar, write_layout
+from pods import (CONTAINER, NODE, POD, PodEnv, busybox_rootfs_layer, pid_alive, procs_mentioning,  # noqa: F401
+                  skip_reason, wait_until)
 
 CNI_BIN = "/usr/lib/cni"
 NETWORK = "cocoon-ctest"
@@ -365,6 +366,90 @@ def test_http_pod_reached_from_host_hostport_and_second_pod(net_env):
     snap = env.snapshot(ids=(web, client))
     assert snap["links"] == [] and snap["netns"] == [] and snap["allocations"] == [] and snap["cache"] == [], snap
     assert snap["iptables"] == [], snap
+
+
+# ---- iptables in a pod (service meshes) ------------------------------------------
+
+IPT_IMAGE = "example.com/test/iptables:1.0"
+XTABLES = "/usr/lib/x86_64-linux-gnu/xtables"
+
+
+def iptables_layer():
+    """Debian's iptables (nf_tables backend) with the libraries it loads and
+    the three extensions the test uses, at their host paths."""
+    binpath = "/usr/sbin/xtables-nft-multi"
+    libs = set()  # by the name the loader asks for, in /usr/lib/<triplet> (merged /usr)
+    for f in [binpath] + ["%s/libxt_%s.so" % (XTABLES, x) for x in ("standard", "tcp", "REDIRECT")]:
+        for l in sh("ldd", f).splitlines():
+            w = l.split()
+            if "=>" in w and w[w.index("=>") + 1].startswith("/"):
+                libs.add(w[w.index("=>") + 1])
+    libs = {"/usr/lib/x86_64-linux-gnu/" + os.path.basename(l): os.path.realpath(l) for l in libs}
+    files, dirs = [], set()
+
+    def add(path, data, mode=0o755, link=None):
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in dirs:
+                dirs.add(d)
+                files.append((d, None, 0o755, None))
+        files.append((path, data, mode, link))
+
+    add("usr/sbin/xtables-nft-multi", pathlib.Path(binpath).read_bytes())
+    add("usr/sbin/iptables", None, 0o777, "xtables-nft-multi")
+    for name, real in sorted(libs.items()):
+        add(name.lstrip("/"), pathlib.Path(real).read_bytes())
+    add("lib64/ld-linux-x86-64.so.2", pathlib.Path("/lib64/ld-linux-x86-64.so.2").read_bytes())
+    for x in ("standard", "tcp", "REDIRECT"):
+        add("%s/libxt_%s.so" % (XTABLES.lstrip("/"), x), pathlib.Path("%s/libxt_%s.so" % (XTABLES, x)).read_bytes())
+    return layer_tar(files)
+
+
+def test_iptables_redirect_in_pod(net_env):
+    """What a service mesh's init container does: iptables (nf_tables) in the
+    pod's network namespace redirects inbound port 80 to the sidecar's port.
+    Checks that the guest kernel has the netfilter pieces it needs."""
+    env = net_env
+    if not os.path.exists("/usr/sbin/xtables-nft-multi") or not os.path.isdir(XTABLES):
+        pytest.skip("Debian's iptables is not installed")
+    layout = env.tmp / "ipt-layout"
+    if not layout.exists():
+        write_layout(layout, [busybox_rootfs_layer(), iptables_layer()], tag="1.0", cmd=("/bin/sh",))
+    p = subprocess.run([str(BUILDDIR / "cocoonctl"), "-a", env.daemon.address, "image", "import", "--name",
+                        IPT_IMAGE.rsplit(":", 1)[0], str(layout)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    cfg = env.net_pod_config("mesh")
+    pod = env.run_cfg(cfg)
+    try:
+        ip = env.pod_status(pod).status.network.ip
+        ccfg = env.ctr_config(cfg, "app", ["sh", "-c", HTTPD % "app"], image=IPT_IMAGE,
+                              envs={"LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu",
+                                    "XTABLES_LIBDIR": XTABLES})
+        ccfg.linux.security_context.capabilities.add_capabilities.append("NET_ADMIN")
+        cid = env.rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=ccfg, sandbox_config=cfg),
+                                     timeout=60).container_id
+        env.start(cid)
+        want = "hello-from-app\n"
+        assert wait_until(lambda: fetch("http://%s:8080/index.html" % ip), 60, "httpd on 8080") == want
+        assert fetch("http://%s:80/index.html" % ip, timeout=1) is None  # nothing on 80 yet
+        rc, out, err = env.exec_sync(cid, ["/usr/sbin/iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "80",
+                                           "-j", "REDIRECT", "--to-ports", "8080"])
+        assert rc == 0, (out, err)
+        rc, out, err = env.exec_sync(cid, ["/usr/sbin/iptables", "-t", "nat", "-S", "PREROUTING"])
+        assert rc == 0 and "--dport 80 -j REDIRECT --to-ports 8080" in out, (out, err)
+        assert fetch("http://%s:80/index.html" % ip) == want
+        # and a container without NET_ADMIN cannot change the pod's rules
+        rc, out, err = env.exec_sync(env.run_ctr(pod, cfg, "other", ["sleep", "3600"], image=IPT_IMAGE,
+                                                 envs={"LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu",
+                                                       "XTABLES_LIBDIR": XTABLES}),
+                                     ["/usr/sbin/iptables", "-t", "nat", "-F"])
+        assert rc != 0, (out, err)
+        assert fetch("http://%s:80/index.html" % ip) == want
+    finally:
+        info = env.pod_info(pod)
+        env.remove_pod(pod)
+        env.assert_pod_gone(pod, info)
 
 
 def test_network_ready(net_env):
