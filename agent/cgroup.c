@@ -155,7 +155,11 @@ static int set(const char *path, const char *file, const char *val, cc_error **r
         if (r < 0)
                 return cc_error_set(ret_err, r == -ENOENT ? -EOPNOTSUPP : r,
                                     "cgroup %s: write %s=%s: %s%s", path, file, val, strerror(-r),
-                                    r == -ENOENT ? " (controller not available)" : "");
+                                    r != -ENOENT ? ""
+                                    : agent.guest ? " (controller not available)"
+                                                  : " (controller not available: this host mounts cgroup v1 "
+                                                    "controllers, and host-mode pods take limits only from the "
+                                                    "unified hierarchy: boot with systemd.unified_cgroup_hierarchy=1)");
         return 0;
 }
 

@@ -589,6 +589,51 @@ def test_host_ipc_pod(pod_env, shm_file):
     env.assert_pod_gone(pod, info)
 
 
+def host_cgroup2_has(ctrl):
+    """Does the host's cgroup v2 hierarchy offer this controller? (Not on a
+    hybrid host, where the controllers are mounted as cgroup v1.)"""
+    for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
+        if " - cgroup2 " in line:
+            mnt = line.split()[4]
+            try:
+                return ctrl in (pathlib.Path(mnt) / "cgroup.controllers").read_text().split()
+            except OSError:
+                return False
+    return False
+
+
+def test_host_mode_limits(pod_env):
+    """A host-mode container's memory and CPU limits land in its cgroup on a
+    cgroup v2 host; on a host with cgroup v1 controllers, where host mode
+    cannot apply them, CreateContainer fails and says what to change."""
+    env = pod_env
+    pod, pcfg, info = host_pod(env, "hostlim", network=NODE)
+    cfg = env.ctr_config(pcfg, "lim", ["sh", "-c", "cat /proc/self/cgroup; sleep 1000"])
+    cfg.linux.resources.memory_limit_in_bytes = 64 << 20
+    cfg.linux.resources.cpu_shares = 512
+    cfg.linux.resources.cpu_quota = 50000
+    cfg.linux.resources.cpu_period = 100000
+    req = pb.CreateContainerRequest(pod_sandbox_id=pod, config=cfg, sandbox_config=pcfg)
+    try:
+        if not (host_cgroup2_has("memory") and host_cgroup2_has("cpu")):
+            msg = expect_error(grpc.StatusCode.FAILED_PRECONDITION, env.rt.CreateContainer, req, timeout=60)
+            assert "systemd.unified_cgroup_hierarchy=1" in msg, msg
+            return
+        cid = env.rt.CreateContainer(req, timeout=60).container_id
+        env.start(cid)
+        pid = json.loads(env.ctr_status(cid, verbose=True).info["info"])["pid"]
+        rel = [l for l in pathlib.Path("/proc/%d/cgroup" % pid).read_text().splitlines()
+               if l.startswith("0::")][0][3:]
+        mnt = [l.split()[4] for l in pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
+               if " - cgroup2 " in l][0]
+        cg = pathlib.Path(mnt + rel)
+        assert (cg / "memory.max").read_text().strip() == str(64 << 20)
+        assert (cg / "cpu.max").read_text().split() == ["50000", "100000"]
+    finally:
+        env.remove_pod(pod)
+        env.assert_pod_gone(pod, info)
+
+
 def test_shared_pod_still_ready_and_removal_is_clean(pod_env, shared):
     """Runs last: the shared pod went through every test above untouched;
     removing it leaves the daemon with nothing on the host."""
