@@ -452,6 +452,58 @@ def test_iptables_redirect_in_pod(net_env):
         env.assert_pod_gone(pod, info)
 
 
+TWO_IFACES = r"""#!/usr/bin/python3
+# A chained plugin that gives the pod a second interface (one end of a veth
+# pair whose other end stays in the netns: this host has no dummy links), as
+# multi-network setups do, and reports it.
+import json, os, subprocess, sys
+conf = json.load(sys.stdin)
+if os.environ["CNI_COMMAND"] != "ADD":
+    sys.exit(0)
+ns = "--net=" + os.environ["CNI_NETNS"]
+for cmd in (["ip", "link", "add", "net1", "address", "02:00:00:cc:00:01", "type", "veth", "peer", "name", "net1p"],
+            ["ip", "link", "set", "net1p", "up"], ["ip", "link", "set", "net1", "up"]):
+    subprocess.run(["nsenter", ns] + cmd, check=True, stdout=sys.stderr)
+r = conf["prevResult"]
+r["interfaces"].append({"name": "net1", "mac": "02:00:00:cc:00:01", "sandbox": os.environ["CNI_NETNS"]})
+print(json.dumps(r))
+"""
+
+
+def test_two_interfaces_get_two_nics(net_env):
+    """RunPodSandbox starts the VM before CNI runs, with one NIC; a network
+    that gives the pod a second interface makes it stop that VM and boot one
+    with a NIC per interface. Both show up in the guest under their CNI names."""
+    env = net_env
+    plugin = env.tmp / "cni-bin" / "cc-two"
+    plugin.write_text(TWO_IFACES)
+    plugin.chmod(0o755)
+    env.write_conf(plugins=env.net["plugins"] + [{"type": "cc-two"}])
+    pod = None
+    try:
+        cfg = env.net_pod_config("twoif")
+        pod = env.run_cfg(cfg)
+        st = env.pod_status(pod).status
+        assert st.state == READY and ipaddress.ip_address(st.network.ip) in env.subnet4
+        cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+        env.wait_ctr(cid, C_RUNNING)
+        rc, out, err = env.exec_sync(cid, ["cat", "/proc/net/dev"])
+        names = sorted(l.split(":")[0].strip() for l in out.splitlines()[2:])
+        assert rc == 0 and names == ["eth0", "lo", "net1"], (out, err)
+        rc, out, err = env.exec_sync(cid, ["ip", "-o", "link", "show", "net1"])
+        assert rc == 0 and "02:00:00:cc:00:01" in out, (out, err)
+        # the first VM is gone: one QEMU for this pod
+        info = env.pod_info(pod)
+        qemus = [p for p, cmd in procs_mentioning("cocoon-" + pod).items() if "qemu-system" in cmd]
+        assert qemus == [info["vmmPid"]], (qemus, info)
+    finally:
+        env.write_conf()
+        if pod:
+            info = env.pod_info(pod)
+            env.remove_pod(pod)
+            env.assert_pod_gone(pod, info)
+
+
 def test_network_ready(net_env):
     c = net_env.network_condition()
     assert c.status is True and c.reason == "" and c.message == "", c
