@@ -214,6 +214,17 @@ int virtiofsd_stop(virtiofsd *d, int timeout_ms, cc_error **ret_err)
 
 bool virtiofsd_alive(virtiofsd *d) { return d && cc_proc_alive(&d->proc); }
 
+/* 0 while virtiofsd runs; else an error with the end of its log. */
+static int virtiofsd_check(virtiofsd *d, cc_error **ret_err)
+{
+        if (!d || virtiofsd_alive(d))
+                return 0;
+        char tail[256];
+        vmm_log_tail(d->log_path, tail, sizeof(tail));
+        return cc_error_set(ret_err, -ESRCH, "virtiofsd for '%s' exited%s%s", d->shared_dir, tail[0] ? ": " : "",
+                            tail);
+}
+
 void virtiofsd_explain(virtiofsd *d, cc_error **vmm_err)
 {
         cc_error *ferr = NULL;
@@ -227,15 +238,6 @@ void virtiofsd_explain(virtiofsd *d, cc_error **vmm_err)
         *vmm_err = ferr;
 }
 
-int virtiofsd_check(virtiofsd *d, cc_error **ret_err)
-{
-        if (!d || virtiofsd_alive(d))
-                return 0;
-        char tail[256];
-        vmm_log_tail(d->log_path, tail, sizeof(tail));
-        return cc_error_set(ret_err, -ESRCH, "virtiofsd for '%s' exited%s%s", d->shared_dir, tail[0] ? ": " : "",
-                            tail);
-}
 int virtiofsd_pid(virtiofsd *d) { return d ? d->proc.pid : -1; }
 int virtiofsd_exit_fd(virtiofsd *d) { return d ? d->pidfd : -1; }
 const char *virtiofsd_socket_path(virtiofsd *d) { return d ? d->socket_path : NULL; }

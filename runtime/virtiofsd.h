@@ -31,16 +31,14 @@ const char *virtiofsd_default_binary(void);
 
 /* Creates the listening socket and spawns virtiofsd on it (--fd), without
  * waiting: a VMM can connect right away. A virtiofsd that fails to start
- * closes the socket, so the VMM's connection fails; virtiofsd_check() then
- * says why. On failure nothing is left behind. */
+ * closes the socket, so the VMM's connection fails (see virtiofsd_explain).
+ * On failure nothing is left behind. */
 int virtiofsd_start(const virtiofsd_config *c, virtiofsd **ret, cc_error **ret_err);
-/* 0 while virtiofsd runs; else an error with the end of its log. */
-int virtiofsd_check(virtiofsd *d, cc_error **ret_err);
-/* For a VMM that failed to start: when its error names virtiofsd's socket
- * or the vhost-user-fs device (it could not connect, or lost the connection)
- * and virtiofsd has exited, *vmm_err becomes
- * virtiofsd's own (virtiofsd_check). A VMM failing for another reason makes
- * virtiofsd exit too; its error stays. */
+/* For a VMM that failed to start: when its error names virtiofsd's socket or
+ * the vhost-user-fs device (it could not connect, or lost the connection) and
+ * virtiofsd has exited, *vmm_err becomes virtiofsd's own: that it exited, and
+ * the end of its log. A VMM failing for another reason makes virtiofsd exit
+ * too; its error stays. */
 void virtiofsd_explain(virtiofsd *d, cc_error **vmm_err);
 /* SIGTERM, then SIGKILL after timeout_ms; reaps it if it is our child; removes
  * the socket. Idempotent; a daemon that already exited is success. */
