@@ -48,7 +48,7 @@ if [ -z "$src" ]; then
 fi
 for tool in make gcc bc flex bison readelf patch; do
 	command -v $tool >/dev/null 2>&1 ||
-		die "'$tool' is required (apt-get install build-essential bc flex bison libelf-dev libssl-dev)"
+		die "'$tool' is required (apt-get install build-essential bc flex bison libelf-dev libssl-dev patch)"
 done
 
 mkdir -p "$work"

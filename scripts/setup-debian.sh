@@ -19,8 +19,8 @@ TEST_PKGS=(
 GUEST_PKGS=(
   # virtiofsd ships inside qemu-system-common on Debian 12 (/usr/lib/qemu/virtiofsd)
   qemu-system-x86 linux-image-cloud-amd64 cpio kmod lz4
-  # cocoon's lean guest kernel (guest/build-kernel.sh) is built from this
-  linux-source-6.1 bc bison flex libelf-dev xz-utils
+  # cocoon's lean guest kernel (guest/build-kernel.sh) is built from this (and its patches)
+  linux-source-6.1 bc bison flex libelf-dev xz-utils patch
 )
 PEER_PKGS=(
   containerd runc skopeo docker-registry containernetworking-plugins
