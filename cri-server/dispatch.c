@@ -32,7 +32,7 @@ const cri_method cri_methods[] = {
         M("RuntimeService", ListContainers, list_containers_request, list_containers_response, cri_rpc_list_containers, false, true),
         M("RuntimeService", StreamContainers, stream_containers_request, stream_containers_response, NULL, true, false),
         M("RuntimeService", ContainerStatus, container_status_request, container_status_response, cri_rpc_container_status, false, true),
-        M("RuntimeService", UpdateContainerResources, update_container_resources_request, update_container_resources_response, NULL, false, false),
+        M("RuntimeService", UpdateContainerResources, update_container_resources_request, update_container_resources_response, cri_rpc_update_container_resources, false, false),
         M("RuntimeService", ReopenContainerLog, reopen_container_log_request, reopen_container_log_response, cri_rpc_reopen_container_log, false, false),
         M("RuntimeService", ExecSync, exec_sync_request, exec_sync_response, cri_rpc_exec_sync, false, false),
         M("RuntimeService", Exec, exec_request, exec_response, cri_rpc_exec, false, false),

@@ -378,6 +378,20 @@ Runtime__V1__ContainerStatus *cri_ctr_status_from_info(cri_ctx *ctx, const rt_ct
                         s->mounts[i] = m;
                 }
                 s->n_mounts = cfg->n_mounts;
+                const Runtime__V1__LinuxContainerResources *res = cfg->linux ? cfg->linux->resources : NULL;
+                if (res) { /* as created, or as UpdateContainerResources last set them */
+                        Runtime__V1__LinuxContainerResources *l = CRI_NEW(ctx, runtime__v1__linux_container_resources);
+                        l->cpu_period = res->cpu_period;
+                        l->cpu_quota = res->cpu_quota;
+                        l->cpu_shares = res->cpu_shares;
+                        l->memory_limit_in_bytes = res->memory_limit_in_bytes;
+                        l->oom_score_adj = res->oom_score_adj;
+                        l->cpuset_cpus = cri_strdup(ctx, res->cpuset_cpus);
+                        l->cpuset_mems = cri_strdup(ctx, res->cpuset_mems);
+                        l->memory_swap_limit_in_bytes = res->memory_swap_limit_in_bytes;
+                        s->resources = CRI_NEW(ctx, runtime__v1__container_resources);
+                        s->resources->linux = l;
+                }
         }
         return s;
 }

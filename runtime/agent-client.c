@@ -593,6 +593,17 @@ int rt_agent_resume_container(rt_agent *a, const char *ctr_id, int timeout_ms, c
         return ctr_call(a, "ResumeContainer", ctr_id, timeout_ms, ret_err);
 }
 
+int rt_agent_update_container(rt_agent *a, const char *ctr_id, Grpc__LinuxResources *res, int timeout_ms,
+                              cc_error **ret_err)
+{
+        Grpc__UpdateContainerRequest req = GRPC__UPDATE_CONTAINER_REQUEST__INIT;
+        if (check_id("container id", ctr_id, false, ret_err) < 0)
+                return -EINVAL;
+        req.container_id = (char *)ctr_id;
+        req.resources = res;
+        return call_pb(a, SVC, "UpdateContainer", &req.base, NULL, eff_timeout(a, timeout_ms), NULL, ret_err);
+}
+
 int rt_agent_remove_container(rt_agent *a, const char *ctr_id, uint32_t timeout_s, int timeout_ms,
                               cc_error **ret_err)
 {

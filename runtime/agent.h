@@ -101,6 +101,9 @@ int rt_agent_create_container(rt_agent *a, const char *ctr_id, const Grpc__Spec 
                               const rt_agent_storage *storages, size_t n_storages,
                               bool sandbox_pidns, int timeout_ms, cc_error **ret_err);
 int rt_agent_start_container(rt_agent *a, const char *ctr_id, int timeout_ms, cc_error **ret_err);
+/* UpdateContainer: the container's cgroup gets these resources. */
+int rt_agent_update_container(rt_agent *a, const char *ctr_id, Grpc__LinuxResources *res, int timeout_ms,
+                              cc_error **ret_err);
 /* Kills what is left and removes it; timeout_s is the agent's grace period. */
 int rt_agent_remove_container(rt_agent *a, const char *ctr_id, uint32_t timeout_s,
                               int timeout_ms, cc_error **ret_err);

@@ -642,6 +642,73 @@ int rt_container_stop(rt_runtime *rt, const char *id, int64_t timeout_s, cc_erro
         return r;
 }
 
+/* ---- UpdateContainerResources ----------------------------------------------------------- */
+
+static Runtime__V1__LinuxContainerConfig *new_linux_config(void)
+{
+        Runtime__V1__LinuxContainerConfig *l = malloc(sizeof(*l));
+        if (l)
+                runtime__v1__linux_container_config__init(l);
+        return l;
+}
+
+int rt_container_update_resources(rt_runtime *rt, const char *id, const Runtime__V1__LinuxContainerResources *res,
+                                  cc_error **ret_err)
+{
+        if (!res)
+                return 0; /* nothing for Linux (a Windows-only request) */
+        Grpc__LinuxResources *oci = NULL;
+        int r = rt_spec_resources(res, &oci, ret_err);
+        if (r < 0)
+                return r;
+        rt_ctr *c = NULL;
+        if (rt_find_ctr(rt, id, &c, ret_err) < 0) {
+                protobuf_c_message_free_unpacked(&oci->base, NULL);
+                return -ENOENT;
+        }
+        pthread_mutex_lock(&c->op_lock);
+        pthread_mutex_lock(&rt->lock);
+        bool live = c->state == RT_CTR_CREATED || c->state == RT_CTR_RUNNING;
+        rt_agent *a = live && c->pod->agent && c->pod->state == RT_POD_READY ? rt_agent_ref(c->pod->agent) : NULL;
+        pthread_mutex_unlock(&rt->lock);
+        /* the config with the new resources, recorded once the agent applied them */
+        Runtime__V1__ContainerConfig *cfg = NULL;
+        Runtime__V1__LinuxContainerResources *copy = NULL;
+        if (!live)
+                r = cc_error_set(ret_err, -EBUSY, "container %.12s has exited", c->id);
+        else if (!a)
+                r = cc_error_set(ret_err, -EBUSY, "container %.12s: its pod's agent is not connected", c->id);
+        else if (!(cfg = rt_proto_copy(&c->config->base)) || !(copy = rt_proto_copy(&res->base)))
+                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
+        else if (!cfg->linux && !(cfg->linux = new_linux_config()))
+                r = cc_error_set(ret_err, -ENOMEM, "out of memory");
+        else if ((r = rt_agent_update_container(a, c->id, oci, 0, ret_err)) < 0)
+                cc_error_prefix(ret_err, "UpdateContainer");
+        if (r >= 0) {
+                if (cfg->linux->resources)
+                        protobuf_c_message_free_unpacked(&cfg->linux->resources->base, NULL);
+                cfg->linux->resources = TAKE_PTR(copy);
+                pthread_mutex_lock(&rt->lock);
+                Runtime__V1__ContainerConfig *old = c->config;
+                c->config = TAKE_PTR(cfg);
+                pthread_mutex_unlock(&rt->lock);
+                protobuf_c_message_free_unpacked(&old->base, NULL);
+                _cleanup_error_ cc_error *err = NULL;
+                if (rt_state_save_ctr(rt, c, &err) < 0)
+                        log_warn("container=%.12s recording its new resources: %s", c->id, err->msg);
+                log_info("container=%.12s resources updated", c->id);
+        }
+        if (copy)
+                protobuf_c_message_free_unpacked(&copy->base, NULL);
+        if (cfg)
+                protobuf_c_message_free_unpacked(&cfg->base, NULL);
+        protobuf_c_message_free_unpacked(&oci->base, NULL);
+        rt_agent_unref(a);
+        pthread_mutex_unlock(&c->op_lock);
+        rt_ctr_unref(rt, c);
+        return r;
+}
+
 /* ---- RemoveContainer ------------------------------------------------------------------- */
 
 int rt_ctr_remove(rt_runtime *rt, rt_ctr *c, cc_error **ret_err)

@@ -73,6 +73,13 @@ int rt_container_status(rt_runtime *rt, const char *id, rt_ctr_info **ret, cc_er
 /* Every container, sorted by creation time. Filtering is the caller's. */
 int rt_container_list(rt_runtime *rt, rt_ctr_info ***ret, size_t *ret_n, cc_error **ret_err);
 int rt_container_reopen_log(rt_runtime *rt, const char *id, cc_error **ret_err);
+/* UpdateContainerResources: the agent applies res to the container's cgroup
+ * (in the guest, or on the host in host mode), then the container's recorded
+ * config carries them (ContainerStatus reports them). A created or running
+ * container of a ready pod only (else an -EBUSY error); a VM's own size does
+ * not change. res NULL: nothing to do. */
+int rt_container_update_resources(rt_runtime *rt, const char *id, const Runtime__V1__LinuxContainerResources *res,
+                                  cc_error **ret_err);
 
 /* ---- stats (runtime/stats.c) -------------------------------------------------- */
 typedef struct rt_ctr_stats {

@@ -704,9 +704,10 @@ static int build_namespaces(const rt_spec_input *in, const ns_modes *m, Grpc__Li
         return r;
 }
 
-static int build_resources(const rt_spec_input *in, Grpc__Linux *lx, cc_error **ret_err)
+int rt_spec_resources(const Runtime__V1__LinuxContainerResources *res, Grpc__LinuxResources **ret,
+                      cc_error **ret_err)
 {
-        const Runtime__V1__LinuxContainerResources *res = in->ctr->linux ? in->ctr->linux->resources : NULL;
+        *ret = NULL;
         if (!res)
                 return 0;
         const struct { const char *name; int64_t v, min; } nums[] = {
@@ -723,23 +724,34 @@ static int build_resources(const rt_spec_input *in, Grpc__Linux *lx, cc_error **
                 if (sets[i] && (strlen(sets[i]) > 1024 || sets[i][strspn(sets[i], "0123456789,-")]))
                         return cc_error_set(ret_err, -EINVAL, "resources.cpuset_%s '%.64s' is not a list of ranges",
                                             i ? "mems" : "cpus", sets[i]);
-        Grpc__LinuxResources *r = lx->resources = NEW(Grpc__LinuxResources, grpc__linux_resources__init);
-        if (!r || !(r->cpu = NEW(Grpc__LinuxCPU, grpc__linux_cpu__init)))
+        Grpc__LinuxResources *r = NEW(Grpc__LinuxResources, grpc__linux_resources__init);
+        if (!r)
                 return OOM(ret_err);
+        if (!(r->cpu = NEW(Grpc__LinuxCPU, grpc__linux_cpu__init))) {
+                protobuf_c_message_free_unpacked(&r->base, NULL);
+                return OOM(ret_err);
+        }
         r->cpu->period = (uint64_t)res->cpu_period;
         r->cpu->quota = res->cpu_quota;
         r->cpu->shares = (uint64_t)res->cpu_shares;
-        if (!(r->cpu->cpus = dup_str(res->cpuset_cpus)) || !(r->cpu->mems = dup_str(res->cpuset_mems)))
+        if (!(r->cpu->cpus = dup_str(res->cpuset_cpus)) || !(r->cpu->mems = dup_str(res->cpuset_mems)) ||
+            (res->memory_limit_in_bytes > 0 && !(r->memory = NEW(Grpc__LinuxMemory, grpc__linux_memory__init)))) {
+                protobuf_c_message_free_unpacked(&r->base, NULL);
                 return OOM(ret_err);
-        if (res->memory_limit_in_bytes > 0) {
-                if (!(r->memory = NEW(Grpc__LinuxMemory, grpc__linux_memory__init)))
-                        return OOM(ret_err);
+        }
+        if (r->memory) {
                 r->memory->limit = res->memory_limit_in_bytes;
                 /* memory+swap; equal to the limit = no swap (kubelet's default) */
                 r->memory->swap = res->memory_swap_limit_in_bytes ? res->memory_swap_limit_in_bytes
                                                                   : res->memory_limit_in_bytes;
         }
+        *ret = r;
         return 0;
+}
+
+static int build_resources(const rt_spec_input *in, Grpc__Linux *lx, cc_error **ret_err)
+{
+        return rt_spec_resources(in->ctr->linux ? in->ctr->linux->resources : NULL, &lx->resources, ret_err);
 }
 
 static int set_paths(char ***v, size_t *n, const char *what, char *const *req, size_t n_req,

@@ -90,6 +90,11 @@ typedef struct rt_spec_input {
 
 int rt_spec_build(const rt_spec_input *in, Grpc__Spec **ret, cc_error **ret_err);
 void rt_spec_free(Grpc__Spec *s);
+/* The OCI resources (as the agent protocol carries them) for CRI ones, checked
+ * as CreateContainer checks them; *ret NULL for res NULL. Free *ret with
+ * protobuf_c_message_free_unpacked. */
+int rt_spec_resources(const Runtime__V1__LinuxContainerResources *res, Grpc__LinuxResources **ret,
+                      cc_error **ret_err);
 static inline void rt_spec_freep(Grpc__Spec **s) { rt_spec_free(*s); }
 #define _cleanup_rt_spec_ __attribute__((cleanup(rt_spec_freep)))
 

@@ -589,6 +589,52 @@ def test_host_ipc_pod(pod_env, shm_file):
     env.assert_pod_gone(pod, info)
 
 
+def test_update_container_resources(pod_env, shared):
+    """UpdateContainerResources (in-place resize, CPU manager): the new limits
+    land in the container's cgroup in the guest and ContainerStatus reports
+    them; bad input and containers that cannot take them get clear errors."""
+    env = pod_env
+    pod, pcfg = shared
+    cfg = env.ctr_config(pcfg, "resize", ["sh", "-c", "sleep 1000"])
+    cfg.linux.resources.memory_limit_in_bytes = 64 << 20
+    cfg.linux.resources.cpu_shares = 256
+    cid = env.rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=cfg, sandbox_config=pcfg),
+                                 timeout=60).container_id
+    env.start(cid)
+
+    def cgroup():
+        r = env.rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c",
+                            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight"],
+                            timeout=30), timeout=60)
+        assert r.exit_code == 0, r.stderr
+        return r.stdout.decode().split("\n")[:3]
+    assert cgroup()[0] == str(64 << 20)
+    st = env.ctr_status(cid).status
+    assert st.resources.linux.memory_limit_in_bytes == 64 << 20 and st.resources.linux.cpu_shares == 256
+
+    new = pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20, cpu_shares=1024, cpu_quota=50000,
+                                     cpu_period=100000)
+    env.rt.UpdateContainerResources(pb.UpdateContainerResourcesRequest(container_id=cid, linux=new), timeout=60)
+    mem, cpu_max, weight = cgroup()
+    assert mem == str(96 << 20) and cpu_max == "50000 100000", (mem, cpu_max)
+    assert int(weight) > 1 + ((256 - 2) * 9999) // 262142  # shares 1024 -> a higher weight than 256's
+    st = env.ctr_status(cid).status
+    assert (st.resources.linux.memory_limit_in_bytes, st.resources.linux.cpu_quota) == (96 << 20, 50000)
+
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, env.rt.UpdateContainerResources,
+                       pb.UpdateContainerResourcesRequest(container_id=cid, linux=pb.LinuxContainerResources(
+                           memory_limit_in_bytes=-5)), timeout=30)
+    assert "memory_limit_in_bytes" in msg, msg
+    assert env.ctr_status(cid).status.resources.linux.memory_limit_in_bytes == 96 << 20  # unchanged
+    expect_error(grpc.StatusCode.NOT_FOUND, env.rt.UpdateContainerResources,
+                 pb.UpdateContainerResourcesRequest(container_id="0" * 64, linux=new), timeout=30)
+    env.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0), timeout=60)
+    msg = expect_error(grpc.StatusCode.FAILED_PRECONDITION, env.rt.UpdateContainerResources,
+                       pb.UpdateContainerResourcesRequest(container_id=cid, linux=new), timeout=30)
+    assert "exited" in msg, msg
+    env.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=60)
+
+
 def host_cgroup2_has(ctrl):
     """Does the host's cgroup v2 hierarchy offer this controller? (Not on a
     hybrid host, where the controllers are mounted as cgroup v1.)"""
