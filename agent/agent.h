@@ -174,19 +174,13 @@ int agent_plan_exec(const agent_exec_plan *p);
 /* ---- caps.c -------------------------------------------------------------- */
 
 int agent_caps_parse(char **names, size_t n, uint64_t *ret_mask, cc_error **ret_err);
+int agent_caps_bound(uint64_t bounding);
 int agent_caps_apply(const uint64_t caps[5]);
 
 /* ---- seccomp.c ----------------------------------------------------------- */
 
 /* Compiles the profile to BPF in the agent (the child only loads it). */
 int agent_seccomp_compile(const Grpc__LinuxSeccomp *s, struct sock_fprog *ret, cc_error **ret_err);
-
-/* ---- user.c -------------------------------------------------------------- */
-
-/* Resolves a user name (or numeric string) and its groups from the rootfs's
- * /etc/passwd and /etc/group, opened confined to rootfs. */
-int agent_user_resolve(const char *rootfs, const char *name, uid_t uid_hint, uid_t *ret_uid,
-                       gid_t *ret_gid, gid_t *groups, size_t *n_groups, cc_error **ret_err);
 
 /* ---- mounts.c (child side, in the new mount namespace) ------------------- */
 

@@ -38,16 +38,23 @@ static int cap_last_cap(void)
         return CAP_LAST_CAP;
 }
 
-/* caps: bounding, effective, permitted, inheritable, ambient. Called in the
- * child after the uid switch (with PR_SET_KEEPCAPS set). Async-signal-safe. */
-int agent_caps_apply(const uint64_t caps[5])
+/* Drops what is not in the bounding set. Needs CAP_SETPCAP in the effective
+ * set, which a switch away from uid 0 clears: called before it. */
+int agent_caps_bound(uint64_t bounding)
 {
         int last = cap_last_cap();
         for (int c = 0; c <= last; c++)
-                if (!(caps[0] & (UINT64_C(1) << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
-                    errno != EINVAL)
+                if (!(bounding & (UINT64_C(1) << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
                         return -errno;
+        return 0;
+}
 
+/* caps: bounding (see agent_caps_bound), effective, permitted, inheritable,
+ * ambient. Called in the child after the uid switch (with PR_SET_KEEPCAPS
+ * set, so the permitted set survived it). Async-signal-safe. */
+int agent_caps_apply(const uint64_t caps[5])
+{
+        int last = cap_last_cap();
         struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
         struct __user_cap_data_struct data[2];
         memset(data, 0, sizeof(data));

@@ -16,6 +16,7 @@
 
 #include "agent/agent.h"
 #include "common/cleanup.h"
+#include "common/user.h"
 
 static const struct { const char *name; int res; } rlimit_names[] = {
         { "RLIMIT_CPU", RLIMIT_CPU }, { "RLIMIT_FSIZE", RLIMIT_FSIZE },
@@ -77,8 +78,8 @@ int agent_plan_build(agent_exec_plan *p, const Grpc__Process *proc, const Grpc__
                 p->uid = u->uid;
                 p->gid = u->gid;
                 if (u->username && *u->username) {
-                        if (agent_user_resolve(rootfs, u->username, u->uid, &p->uid, &p->gid, p->groups,
-                                               &p->n_groups, ret_err) < 0)
+                        if (cc_user_resolve(rootfs, u->username, u->uid, &p->uid, &p->gid, p->groups,
+                                            AGENT_GROUPS_MAX, &p->n_groups, ret_err) < 0)
                                 return -EINVAL;
                 }
                 if (u->n_additionalgids > AGENT_GROUPS_MAX - p->n_groups)
@@ -156,8 +157,9 @@ static int load_seccomp(const agent_exec_plan *p)
 }
 
 /* Child side; only system calls. Order as runc: rlimits, oom, (seccomp
- * while still privileged when no_new_privs is off), groups/gid/uid keeping
- * capabilities, the capability sets, no_new_privs, seccomp. */
+ * while still privileged when no_new_privs is off), the bounding set (while
+ * CAP_SETPCAP is still effective), groups/gid/uid keeping capabilities, the
+ * capability sets, no_new_privs, seccomp. */
 int agent_plan_apply(const agent_exec_plan *p, const char **ret_what)
 {
         for (size_t i = 0; i < p->n_rlimits; i++)
@@ -177,6 +179,11 @@ int agent_plan_apply(const agent_exec_plan *p, const char **ret_what)
         }
         if (!p->nnp && load_seccomp(p) < 0)
                 return *ret_what = "seccomp", -errno;
+        if (p->has_caps) {
+                int r = agent_caps_bound(p->caps[0]);
+                if (r < 0)
+                        return *ret_what = "capability bounding set", r;
+        }
         if (p->set_user) {
                 if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
                         return *ret_what = "PR_SET_KEEPCAPS", -errno;

@@ -15,6 +15,7 @@ import os
 import pathlib
 import shutil
 import signal
+import subprocess
 import socket
 import tempfile
 import threading
@@ -28,6 +29,8 @@ import pytest
 from conftest import BUILDDIR, pb
 from pods import (CONTAINER, IMAGE, NODE, POD, PodEnv, expect_error, log_lines, parse_log, pid_alive,  # noqa: F401
                   pod_env, skip_reason, ts_ns, wait_until)
+from oci_layout import layer_tar, write_layout
+from pods import busybox_rootfs_layer
 from test_agent_guest import guest_images
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
@@ -587,6 +590,61 @@ def test_host_ipc_pod(pod_env, shm_file):
     assert log_lines(s.log_path) == ["pid:none", "shm:" + shm_file[1]]
     env.remove_pod(pod)
     env.assert_pod_gone(pod, info)
+
+
+USERS_IMAGE = "example.com/test/users:1.0"
+
+
+def test_container_user_and_groups(pod_env, shared):
+    """A VM pod's container runs as the user the request names, with the
+    primary group from the image's /etc/passwd and the groups that list the
+    user in its /etc/group (cocoond looks them up in the rootfs it mounted),
+    plus the pod's supplemental groups; an exec runs as the same user; a
+    name the image does not know is refused."""
+    env = pod_env
+    pod, pcfg = shared
+    layout = env.tmp / "users-layout"
+    if not layout.exists():
+        group = b"root:x:0:\napp:x:1000:\nextra:x:2000:root,app\nother:x:2001:root\n"
+        write_layout(layout, [busybox_rootfs_layer(), layer_tar([("etc", None, 0o755, None),
+                                                                 ("etc/group", group, 0o644, None)])],
+                     tag="1.0", cmd=("/bin/sh",))
+    p = subprocess.run([str(BUILDDIR / "cocoonctl"), "-a", env.daemon.address, "image", "import", "--name",
+                        USERS_IMAGE.rsplit(":", 1)[0], str(layout)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+    def run(name, **sc):
+        cfg = env.ctr_config(pcfg, name, ["sh", "-c", "id; sleep 1000"], image=USERS_IMAGE)
+        for k, v in sc.items():
+            if k == "run_as_user":
+                cfg.linux.security_context.run_as_user.value = v
+            elif k == "supplemental_groups":
+                cfg.linux.security_context.supplemental_groups.extend(v)
+            else:
+                setattr(cfg.linux.security_context, k, v)
+        return env.rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=cfg,
+                                                                sandbox_config=pcfg), timeout=60).container_id
+
+    cid = run("byname", run_as_username="app", supplemental_groups=[3000])
+    env.start(cid)
+    line = env.wait_log(cid, lambda l: len(l) >= 1)[0]
+    assert line.startswith("uid=1000(app) gid=1000(app) groups="), line
+    groups = line.split("groups=")[1]
+    assert "2000(extra)" in groups and "3000" in groups and "2001" not in groups, line
+    r = env.rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["id"], timeout=30), timeout=60)
+    assert r.exit_code == 0 and r.stdout.decode().strip() == line, (r.stdout, line)
+
+    cid2 = run("byuid", run_as_user=0)
+    env.start(cid2)
+    line = env.wait_log(cid2, lambda l: len(l) >= 1)[0]
+    assert line.startswith("uid=0(root) gid=0(root) groups=") and "2000(extra)" in line and "2001(other)" in line, \
+        line
+
+    msg = expect_error(grpc.StatusCode.INVALID_ARGUMENT, run, "nobody-here", run_as_username="nosuchuser")
+    assert "user 'nosuchuser' not found" in msg, msg
+    for c in (cid, cid2):
+        env.rt.StopContainer(pb.StopContainerRequest(container_id=c, timeout=0), timeout=60)
+        env.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=c), timeout=60)
 
 
 def test_update_container_resources(pod_env, shared):

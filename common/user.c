@@ -2,17 +2,20 @@
 /* User and group lookup in a container rootfs's /etc/passwd and /etc/group.
  * The files are opened with openat2(RESOLVE_IN_ROOT), so symlinks in a
  * hostile image cannot point outside the rootfs; lines and files are
- * bounded. */
+ * bounded. The agent resolves a container's user in its rootfs; cocoond
+ * does it on the host for a VM pod's containers, whose rootfs it mounted. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
+#include "common/user.h"
+
 #include "common/cleanup.h"
 
 #define USER_FILE_MAX_LINES 100000
@@ -79,8 +82,8 @@ static int group_gid(const char *rootfs, const char *group, gid_t *ret, cc_error
 /* spec_name: "user", "uid", "user:group" or "uid:group" (the OCI image
  * config's User forms); an explicit group replaces the primary gid from
  * /etc/passwd. */
-int agent_user_resolve(const char *rootfs, const char *spec_name, uid_t uid_hint, uid_t *ret_uid,
-                       gid_t *ret_gid, gid_t *groups, size_t *n_groups, cc_error **ret_err)
+int cc_user_resolve(const char *rootfs, const char *spec_name, uid_t uid_hint, uid_t *ret_uid, gid_t *ret_gid,
+                    gid_t *groups, size_t max_groups, size_t *n_groups, cc_error **ret_err)
 {
         char namebuf[512];
         if (spec_name && strlen(spec_name) >= sizeof(namebuf))
@@ -143,7 +146,7 @@ int agent_user_resolve(const char *rootfs, const char *spec_name, uid_t uid_hint
                 if (!parse_num(f[2], &g) || (gid_t)g == gid)
                         continue;
                 for (char *save = NULL, *m = strtok_r(f[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
-                        if (strcmp(m, uname) == 0 && *n_groups < AGENT_GROUPS_MAX) {
+                        if (strcmp(m, uname) == 0 && *n_groups < max_groups) {
                                 groups[(*n_groups)++] = (gid_t)g;
                                 break;
                         }
