@@ -647,6 +647,72 @@ def test_container_user_and_groups(pod_env, shared):
         env.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=c), timeout=60)
 
 
+def status_fields(text):
+    return {l.split(":", 1)[0]: l.split(":", 1)[1].strip() for l in text.splitlines() if ":" in l}
+
+
+def test_security_context_hardened_and_privileged(pod_env, shared):
+    """What a hardened pod asks for, end to end in the guest: a non-root
+    user, a read-only root filesystem, no privilege escalation, the
+    RuntimeDefault seccomp profile, every capability dropped but one, the
+    masked and read-only /proc paths; and a privileged container, which gets
+    all capabilities, no masks and no seccomp filter."""
+    env = pod_env
+    pod, pcfg = shared
+    cfg = env.ctr_config(pcfg, "hardened", ["sleep", "1000"])
+    sc = cfg.linux.security_context
+    sc.run_as_user.value = 1000
+    sc.readonly_rootfs = True
+    sc.no_new_privs = True
+    sc.seccomp.profile_type = pb.SecurityProfile.RuntimeDefault
+    sc.capabilities.drop_capabilities.append("ALL")
+    sc.capabilities.add_capabilities.append("NET_BIND_SERVICE")
+    cid = env.rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=cfg, sandbox_config=pcfg),
+                                 timeout=60).container_id
+    env.start(cid)
+
+    def sh(c, cmd):
+        r = env.rt.ExecSync(pb.ExecSyncRequest(container_id=c, cmd=["sh", "-c", cmd], timeout=30), timeout=60)
+        return r.exit_code, r.stdout.decode(), r.stderr.decode()
+    rc, out, _ = sh(cid, "cat /proc/1/status")
+    st = status_fields(out)
+    assert st["Uid"].split()[0] == "1000" and st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
+    assert int(st["CapBnd"], 16) == 1 << 10, st  # CAP_NET_BIND_SERVICE only
+    rc, _, err = sh(cid, "touch /x")
+    assert rc != 0 and "Read-only file system" in err, err
+    rc, out, _ = sh(cid, "cat /proc/keys | wc -c; cat /proc/sys/kernel/hostname >/dev/null && echo readable")
+    assert out.split() == ["0", "readable"], out  # masked: /dev/null; /proc/sys readable ...
+    rc, _, err = sh(cid, "echo x > /proc/sys/kernel/hostname")
+    assert rc != 0, err  # ... but read-only
+
+    for c in (cid,):
+        env.rt.StopContainer(pb.StopContainerRequest(container_id=c, timeout=0), timeout=60)
+        env.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=c), timeout=60)
+
+    # privileged: the pod is too (the kubelet marks the sandbox privileged)
+    ppcfg = env.pod_config("priv")
+    ppcfg.linux.security_context.privileged = True
+    ppod = env.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=ppcfg), timeout=180).pod_sandbox_id
+    env.created.append(ppod)
+    pcfg2 = env.ctr_config(ppcfg, "privileged", ["sleep", "1000"])
+    pcfg2.linux.security_context.privileged = True
+    pcid = env.rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=ppod, config=pcfg2,
+                                                            sandbox_config=ppcfg), timeout=60).container_id
+    env.start(pcid)
+    rc, out, _ = sh(pcid, "cat /proc/1/status")
+    st = status_fields(out)
+    assert st["Uid"].split()[0] == "0" and st["Seccomp"] == "0", st
+    last_cap = int(sh(pcid, "cat /proc/sys/kernel/cap_last_cap")[1])
+    assert int(st["CapEff"], 16) == (1 << (last_cap + 1)) - 1, (st, last_cap)
+    rc, out, err = sh(pcid, "mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && echo mounted")
+    assert rc == 0 and "mounted" in out, (out, err)
+    rc, out, _ = sh(pcid, "cat /proc/keys | wc -c")
+    assert int(out) > 0, out  # not masked
+    info = env.pod_info(ppod)
+    env.remove_pod(ppod)
+    env.assert_pod_gone(ppod, info)
+
+
 def test_update_container_resources(pod_env, shared):
     """UpdateContainerResources (in-place resize, CPU manager): the new limits
     land in the container's cgroup in the guest and ContainerStatus reports
