@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,11 +26,18 @@ static FILE *open_in_root(const char *rootfs, const char *rel)
         _cleanup_close_ int rfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rfd < 0)
                 return NULL;
-        struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+        /* O_NONBLOCK: a FIFO in the image must not block the open; only a
+         * regular file is read (a device or FIFO counts as missing) */
+        struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
                                 .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
         int fd = (int)syscall(SYS_openat2, rfd, rel, &how, sizeof(how));
         if (fd < 0)
                 return NULL;
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close(fd);
+                return NULL;
+        }
         FILE *f = fdopen(fd, "re");
         if (!f)
                 close(fd);
