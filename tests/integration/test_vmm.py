@@ -372,6 +372,22 @@ def test_block_and_net_devices(vms, tmpdir_short):
         os.close(tap)
 
 
+def assert_failed_boot_left_nothing(vm, before):
+    """After a failed boot: an empty run dir, no state file, and no process
+    started since `before` (a /proc listing) that names the VM's run dir
+    (its QEMU or virtiofsd)."""
+    assert os.listdir(vm.run) == []
+    assert not vm.state.exists()
+    for pid in set(os.listdir("/proc")) - before:
+        if not pid.isdigit() or proc_gone(int(pid)):
+            continue
+        try:
+            cmdline = pathlib.Path("/proc/%s/cmdline" % pid).read_bytes()
+        except OSError:
+            continue
+        assert str(vm.run).encode() not in cmdline, cmdline
+
+
 @pytest.mark.parametrize("kind", ["missing", "garbage"])
 def test_broken_kernel_leaves_nothing(vms, tmpdir_short, kind):
     kernel = str(tmpdir_short / "no-such-vmlinux")
@@ -386,17 +402,7 @@ def test_broken_kernel_leaves_nothing(vms, tmpdir_short, kind):
         assert "kernel '%s': No such file or directory" % kernel in p.stderr
     else:
         assert "qemu exited during start" in p.stderr
-    assert os.listdir(vm.run) == []
-    assert not vm.state.exists()
-    # no QEMU or virtiofsd of this VM is left
-    for pid in set(os.listdir("/proc")) - before:
-        if not pid.isdigit() or proc_gone(int(pid)):
-            continue
-        try:
-            cmdline = pathlib.Path("/proc/%s/cmdline" % pid).read_bytes()
-        except OSError:
-            continue
-        assert str(vm.run).encode() not in cmdline, cmdline
+    assert_failed_boot_left_nothing(vm, before)
 
 
 def test_failing_virtiofsd_named_and_nothing_left(vms, tmpdir_short):
@@ -413,16 +419,7 @@ def test_failing_virtiofsd_named_and_nothing_left(vms, tmpdir_short):
     assert p.returncode == 1
     assert "virtiofsd for '%s' exited" % vm.shared in p.stderr, p.stderr
     assert "fake virtiofsd: cannot start" in p.stderr, p.stderr
-    assert os.listdir(vm.run) == []
-    assert not vm.state.exists()
-    for pid in set(os.listdir("/proc")) - before:
-        if not pid.isdigit() or proc_gone(int(pid)):
-            continue
-        try:
-            cmdline = pathlib.Path("/proc/%s/cmdline" % pid).read_bytes()
-        except OSError:
-            continue
-        assert str(vm.run).encode() not in cmdline, cmdline
+    assert_failed_boot_left_nothing(vm, before)
 
 
 def test_boot_to_ping_time_and_idle_pss(vms):
