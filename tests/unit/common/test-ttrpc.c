@@ -872,7 +872,8 @@ static Ttrpc__Response *raw_read_resp(int fd, uint32_t *ret_id)
         return rs;
 }
 
-static size_t pack_echo(uint8_t *out, const void *payload, size_t len)
+/* One Echo request frame for stream id, header and all, into out. */
+static size_t pack_echo(uint8_t *out, uint32_t id, const void *payload, size_t len)
 {
         Ttrpc__Request rq = TTRPC__REQUEST__INIT;
         rq.service = SVC;
@@ -880,17 +881,9 @@ static size_t pack_echo(uint8_t *out, const void *payload, size_t len)
         rq.payload.data = (uint8_t *)payload;
         rq.payload.len = len;
         size_t n = ttrpc__request__pack(&rq, out + TTRPC_HEADER_SIZE);
-        ttrpc_header_encode(&(ttrpc_header){ .length = (uint32_t)n, .stream_id = 0, .type = TTRPC_TYPE_REQUEST },
+        ttrpc_header_encode(&(ttrpc_header){ .length = (uint32_t)n, .stream_id = id, .type = TTRPC_TYPE_REQUEST },
                             out);
         return n + TTRPC_HEADER_SIZE;
-}
-
-static void set_stream(uint8_t *frame, uint32_t id)
-{
-        frame[4] = (uint8_t)(id >> 24);
-        frame[5] = (uint8_t)(id >> 16);
-        frame[6] = (uint8_t)(id >> 8);
-        frame[7] = (uint8_t)id;
 }
 
 static void test_server_buffered_reads(void **state)
@@ -906,10 +899,10 @@ static void test_server_buffered_reads(void **state)
         for (size_t i = 0; i < big_len; i++)
                 big[i] = (uint8_t)(i * 7);
         uint8_t *out = malloc(big_len + 1024);
-        size_t n = 0, k;
-        k = pack_echo(out + n, "one", 3), set_stream(out + n, 1), n += k;
-        k = pack_echo(out + n, big, big_len), set_stream(out + n, 3), n += k;
-        k = pack_echo(out + n, "three", 5), set_stream(out + n, 5), n += k;
+        size_t n = 0;
+        n += pack_echo(out + n, 1, "one", 3);
+        n += pack_echo(out + n, 3, big, big_len);
+        n += pack_echo(out + n, 5, "three", 5);
         write_all(sv[0], out, n);
         static const struct { uint32_t id; const char *p; size_t len; } want[] = {
                 { 1, "one", 3 }, { 3, NULL, 0 }, { 5, "three", 5 },
@@ -929,8 +922,7 @@ static void test_server_buffered_reads(void **state)
                 ttrpc__response__free_unpacked(rs, NULL);
         }
         /* one byte at a time */
-        n = pack_echo(out, "slow", 4);
-        set_stream(out, 7);
+        n = pack_echo(out, 7, "slow", 4);
         for (size_t i = 0; i < n; i++) {
                 write_all(sv[0], out + i, 1);
                 usleep(200);
