@@ -125,6 +125,13 @@ static int namespaces(const Grpc__CreateContainerRequest *req, spawn_args *a, cc
         return 0;
 }
 
+static uint64_t mono_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void undo_rmdir(void *p) { rmdir(p); }
 
 static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -240,9 +247,12 @@ int agent_container_create(Grpc__CreateContainerRequest *req, cc_error **ret_err
         child_stdio io = { .child = { -1, -1, -1 }, .parent = { -1, -1, -1 }, -1 };
         spawn_args a;
         memset(&a, 0, sizeof(a));
+        uint64_t t[5];
+        t[0] = mono_us();
 
         if ((r = resolve_rootfs(c, ret_err)) < 0)
                 goto fail;
+        t[1] = mono_us();
         if (agent.guest && !req->oci->root->readonly) {
                 c->overlay = strdup(c->rootfs);
                 cc_undo_push(&undo, undo_overlay, strdup(c->rootfs), free);
@@ -251,9 +261,11 @@ int agent_container_create(Grpc__CreateContainerRequest *req, cc_error **ret_err
                 goto fail;
         if ((r = namespaces(req, &a, ret_err)) < 0)
                 goto fail;
+        t[2] = mono_us();
         if ((r = agent_cgroup_create(c->id, req->oci, &c->cgroup, ret_err)) < 0)
                 goto fail;
         cc_undo_push(&undo, undo_rmdir, strdup(c->cgroup), free);
+        t[3] = mono_us();
         if ((r = stdio_open(&io, &plan, ret_err)) < 0)
                 goto fail;
         if (!(c->init = agent_process_new(c, NULL))) {
@@ -279,6 +291,10 @@ int agent_container_create(Grpc__CreateContainerRequest *req, cc_error **ret_err
         }
         agent_plan_done(&plan);
         agent_oom_watch(c);
+        t[4] = mono_us();
+        log_debug("container %.12s created in %.1f ms: rootfs %.1f, plan %.1f, cgroup %.1f, spawn %.1f", c->id,
+                  (t[4] - t[0]) / 1e3, (t[1] - t[0]) / 1e3, (t[2] - t[1]) / 1e3, (t[3] - t[2]) / 1e3,
+                  (t[4] - t[3]) / 1e3);
         c->state = AGENT_CTR_CREATED;
         c->next = agent.containers;
         agent.containers = c;

@@ -68,7 +68,7 @@ static int nl_talk(nl_req *r, int (*cb)(struct nlmsghdr *, void *), void *ud)
         _cleanup_close_ int fd = nl_open();
         if (fd < 0)
                 return fd;
-        r->h.nlmsg_seq = ++nl_seq;
+        r->h.nlmsg_seq = __atomic_add_fetch(&nl_seq, 1, __ATOMIC_RELAXED); /* the prepare thread too */
         if (!cb)
                 r->h.nlmsg_flags |= NLM_F_ACK;
         if (send(fd, r, r->h.nlmsg_len, 0) < 0)
