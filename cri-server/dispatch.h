@@ -87,6 +87,8 @@ int cri_rpc_container_status(cri_ctx *, const ProtobufCMessage *, ProtobufCMessa
 int cri_rpc_list_containers(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_list_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_pod_sandbox_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_list_pod_sandbox_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_reopen_container_log(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_update_container_resources(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_exec_sync(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);

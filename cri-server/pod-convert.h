@@ -56,5 +56,13 @@ Runtime__V1__ContainerStatus *cri_ctr_status_from_info(cri_ctx *ctx, const rt_ct
 /* The verbose info["info"] JSON of ContainerStatus. */
 char *cri_ctr_verbose_info(cri_ctx *ctx, const rt_ctr_info *c);
 
+/* Stats (cri-server/rpc-container-stats.c). cri_cpu_rate: the CPU rate of
+ * id (a container's or a pod's) since its previous sample that cocoond
+ * answered, at least 100 ms before; false when there is none; records this
+ * one. */
+Runtime__V1__UInt64Value *cri_u64(cri_ctx *ctx, uint64_t v);
+bool cri_cpu_rate(const char *id, uint64_t cpu_ns, int64_t ts_ns, uint64_t *ret_nano_cores);
+Runtime__V1__ContainerStats *cri_ctr_stats_to_cri(cri_ctx *ctx, const rt_ctr_info *info, const rt_ctr_stats *st);
+
 const char *cri_pod_state_name(rt_pod_state s);
 const char *cri_ctr_state_name(rt_ctr_state s);

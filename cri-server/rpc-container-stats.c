@@ -23,7 +23,7 @@ static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The rate since the previous sample (false if none usable); records this
  * one. The slot of the oldest sample is reused when the table is full. */
-static bool cpu_rate(const char *id, uint64_t cpu_ns, int64_t ts_ns, uint64_t *ret_nano_cores)
+bool cri_cpu_rate(const char *id, uint64_t cpu_ns, int64_t ts_ns, uint64_t *ret_nano_cores)
 {
         bool ok = false;
         pthread_mutex_lock(&rate_lock);
@@ -51,14 +51,14 @@ static bool cpu_rate(const char *id, uint64_t cpu_ns, int64_t ts_ns, uint64_t *r
         return ok;
 }
 
-static Runtime__V1__UInt64Value *u64(cri_ctx *ctx, uint64_t v)
+Runtime__V1__UInt64Value *cri_u64(cri_ctx *ctx, uint64_t v)
 {
         Runtime__V1__UInt64Value *o = CRI_NEW(ctx, runtime__v1__uint64_value);
         o->value = v;
         return o;
 }
 
-static Runtime__V1__ContainerStats *to_cri(cri_ctx *ctx, const rt_ctr_info *info, const rt_ctr_stats *st)
+Runtime__V1__ContainerStats *cri_ctr_stats_to_cri(cri_ctx *ctx, const rt_ctr_info *info, const rt_ctr_stats *st)
 {
         Runtime__V1__ContainerStats *o = CRI_NEW(ctx, runtime__v1__container_stats);
         o->attributes = cri_ctr_attributes(ctx, info);
@@ -68,24 +68,24 @@ static Runtime__V1__ContainerStats *to_cri(cri_ctx *ctx, const rt_ctr_info *info
         if (st->have_cpu_mem && st->cpu_usage_ns > 0) {
                 o->cpu = CRI_NEW(ctx, runtime__v1__cpu_usage);
                 o->cpu->timestamp = st->timestamp_ns;
-                o->cpu->usage_core_nano_seconds = u64(ctx, st->cpu_usage_ns);
+                o->cpu->usage_core_nano_seconds = cri_u64(ctx, st->cpu_usage_ns);
                 uint64_t rate;
-                if (cpu_rate(info->id, st->cpu_usage_ns, st->timestamp_ns, &rate))
-                        o->cpu->usage_nano_cores = u64(ctx, rate);
+                if (cri_cpu_rate(info->id, st->cpu_usage_ns, st->timestamp_ns, &rate))
+                        o->cpu->usage_nano_cores = cri_u64(ctx, rate);
         }
         if (st->have_cpu_mem && st->memory_usage > 0) {
                 o->memory = CRI_NEW(ctx, runtime__v1__memory_usage);
                 o->memory->timestamp = st->timestamp_ns;
-                o->memory->working_set_bytes = u64(ctx, st->memory_working_set);
-                o->memory->usage_bytes = u64(ctx, st->memory_usage);
+                o->memory->working_set_bytes = cri_u64(ctx, st->memory_working_set);
+                o->memory->usage_bytes = cri_u64(ctx, st->memory_usage);
         }
         if (st->have_fs) {
                 o->writable_layer = CRI_NEW(ctx, runtime__v1__filesystem_usage);
                 o->writable_layer->timestamp = st->timestamp_ns;
                 o->writable_layer->fs_id = CRI_NEW(ctx, runtime__v1__filesystem_identifier);
                 o->writable_layer->fs_id->mountpoint = cri_strdup(ctx, st->fs_mountpoint);
-                o->writable_layer->used_bytes = u64(ctx, st->fs_used_bytes);
-                o->writable_layer->inodes_used = u64(ctx, st->fs_inodes_used);
+                o->writable_layer->used_bytes = cri_u64(ctx, st->fs_used_bytes);
+                o->writable_layer->inodes_used = cri_u64(ctx, st->fs_inodes_used);
         }
         return o;
 }
@@ -105,7 +105,7 @@ int cri_rpc_container_stats(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCM
         if ((r = rt_container_stats(rt, info->id, false, &st, ret_err)) < 0)
                 return r;
         Runtime__V1__ContainerStatsResponse *resp = CRI_NEW(ctx, runtime__v1__container_stats_response);
-        resp->stats = to_cri(ctx, info, &st);
+        resp->stats = cri_ctr_stats_to_cri(ctx, info, &st);
         rt_ctr_stats_clear(&st);
         *ret_resp = &resp->base;
         return 0;
@@ -136,7 +136,7 @@ int cri_rpc_list_container_stats(cri_ctx *ctx, const ProtobufCMessage *in, Proto
                         cc_error_free(err); /* removed meanwhile */
                         continue;
                 }
-                resp->stats[resp->n_stats++] = to_cri(ctx, list[i], &st);
+                resp->stats[resp->n_stats++] = cri_ctr_stats_to_cri(ctx, list[i], &st);
                 rt_ctr_stats_clear(&st);
         }
         rt_ctr_info_list_free(list, n);

@@ -87,6 +87,7 @@ typedef struct rt_ctr_stats {
         bool have_cpu_mem;          /* running, and its agent answered */
         uint64_t cpu_usage_ns;      /* cumulative */
         uint64_t memory_usage, memory_working_set;
+        uint64_t pids;              /* processes in its cgroup (with have_cpu_mem) */
         bool have_fs;               /* its writable layer (the overlay upper dir) */
         char *fs_mountpoint;
         uint64_t fs_used_bytes, fs_inodes_used;

@@ -77,6 +77,29 @@ static inline void rt_pod_info_freep(rt_pod_info **p) { rt_pod_info_free(*p); }
 #define _cleanup_rt_pod_info_ __attribute__((cleanup(rt_pod_info_freep)))
 void rt_pod_info_list_free(rt_pod_info **list, size_t n);
 
+/* What a pod costs the host and moves over its network, for
+ * PodSandboxStats (runtime/stats.c). A VM pod's CPU and memory are its VMM's
+ * and virtiofsd's (CPU time; PSS: shared pages split with the processes
+ * sharing them), the guest's own use included; a host-mode pod has none
+ * here (the caller sums its containers'). Interfaces: those in the pod's
+ * network namespace but loopback and cocoon's tap mirrors, counted as the
+ * pod sees them (rx = received by the pod). */
+#define RT_POD_STATS_IFS 8
+typedef struct rt_pod_ifstats {
+        char name[16];
+        uint64_t rx_bytes, rx_errors, tx_bytes, tx_errors;
+} rt_pod_ifstats;
+typedef struct rt_pod_stats {
+        int64_t timestamp_ns;
+        bool have_cpu_mem;
+        uint64_t cpu_usage_ns, memory_bytes;
+        size_t n_ifs;
+        rt_pod_ifstats ifs[RT_POD_STATS_IFS];
+} rt_pod_stats;
+/* Best effort: what cannot be read is left out (a pod that is not ready has
+ * no processes and no network). */
+void rt_pod_host_stats(const rt_pod_info *p, rt_pod_stats *ret);
+
 int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config,
                const char *runtime_handler, char **ret_id, cc_error **ret_err);
 /* Stops every container (SIGKILL after their grace), the VM / host agent and

@@ -315,6 +315,15 @@ def test_http_pod_reached_from_host_hostport_and_second_pod(net_env):
                 assert fetch("http://%s:%d/index.html" % (a, hport)) == want, a
                 break
 
+        # PodSandboxStats: the pod's interface as the pod sees it (the HTTP
+        # answers went out of it, the requests came in); loopback and the
+        # VM's tap mirror are not reported.
+        net = env.rt.PodSandboxStats(pb.PodSandboxStatsRequest(pod_sandbox_id=web),
+                                     timeout=60).stats.linux.network
+        assert net.default_interface.name == "eth0", net
+        assert net.default_interface.rx_bytes.value > 0 and net.default_interface.tx_bytes.value > 0, net
+        assert [i.name for i in net.interfaces] == [], net
+
         # The pod's /etc files as the kubelet expects them.
         rc, out, err = env.exec_sync(cid, ["cat", "/etc/resolv.conf"])
         assert rc == 0, err

@@ -1,8 +1,10 @@
-"""ContainerStats and ListContainerStats through the CRI socket with a real
-VM pod (TCG here): CPU time and memory from the container's cgroup in the
-guest (agent StatsContainer), the CPU rate between two samples, the writable
-layer (the rootfs overlay's upper directory in guest memory, measured by the
-agent), filters, and the errors."""
+"""ContainerStats, ListContainerStats, PodSandboxStats and
+ListPodSandboxStats through the CRI socket with a real VM pod (TCG here):
+CPU time and memory from the container's cgroup in the guest (agent
+StatsContainer), the CPU rate between two samples, the writable layer (the
+rootfs overlay's upper directory in guest memory, measured by the agent);
+for the pod what it costs the host (its VMM's and virtiofsd's CPU time and
+PSS), its processes and containers; filters, and the errors."""
 import time
 
 import grpc
@@ -87,6 +89,60 @@ def test_list_filters(busy):
     assert list(none) == []
 
 
+def pod_stats(env, pod):
+    return env.rt.PodSandboxStats(pb.PodSandboxStatsRequest(pod_sandbox_id=pod), timeout=RPC_TIMEOUT).stats
+
+
+def pss(pid):
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("Pss:"))
+
+
+def test_pod_stats_vm(busy):
+    env, pod, cfg, cid, idle = busy
+    info = env.pod_info(pod)
+    s1 = pod_stats(env, pod[:12])
+    assert s1.attributes.id == pod and s1.attributes.metadata.name == "stats"
+    assert s1.attributes.labels["app"] == "stats"
+    lx = s1.linux
+    assert {cid, idle} <= {c.attributes.id for c in lx.containers}
+    assert all(c.cpu.usage_core_nano_seconds.value > 0 for c in lx.containers if c.attributes.id in (cid, idle))
+    # the pod's cost on the host: QEMU + virtiofsd, the guest's kernel included,
+    # so more than its containers use inside and about the processes' PSS
+    ctr_mem = sum(c.memory.working_set_bytes.value for c in lx.containers if c.HasField("memory"))
+    mem = lx.memory.working_set_bytes.value
+    assert mem > ctr_mem and mem > 16 << 20, (mem, ctr_mem)
+    now = pss(info["vmmPid"]) + pss(info["virtiofsdPid"])
+    assert 0.5 * now < mem < 2 * now, (mem, now)
+    assert lx.cpu.usage_core_nano_seconds.value > sum(
+        c.cpu.usage_core_nano_seconds.value for c in lx.containers if c.attributes.id in (cid, idle))
+    assert lx.process.process_count.value >= 2  # the busy shell and the sleep
+    # no CNI network in this environment: loopback is not reported
+    assert not lx.HasField("network") or lx.network.default_interface.name not in ("", "lo")
+    time.sleep(1.0)
+    s2 = pod_stats(env, pod).linux
+    assert s2.cpu.timestamp > lx.cpu.timestamp
+    # the busy loop keeps the VM's vCPU (one host thread under TCG) busy
+    assert s2.cpu.HasField("usage_nano_cores")
+    assert 0.2e9 < s2.cpu.usage_nano_cores.value < 2.5e9, s2.cpu.usage_nano_cores.value
+
+
+def test_list_pod_stats_filters(busy):
+    env, pod, cfg, cid, idle = busy
+    ids = lambda **f: [s.attributes.id for s in env.rt.ListPodSandboxStats(pb.ListPodSandboxStatsRequest(
+        filter=pb.PodSandboxStatsFilter(**f)), timeout=RPC_TIMEOUT).stats]
+    everything = env.rt.ListPodSandboxStats(pb.ListPodSandboxStatsRequest(), timeout=RPC_TIMEOUT).stats
+    assert pod in [s.attributes.id for s in everything]
+    assert ids(id=pod[:12]) == [pod]
+    assert ids(label_selector={"app": "stats"}) == [pod]
+    assert ids(label_selector={"app": "nope"}) == []
+    assert ids(id="0" * 64) == []
+    for bad, code in (("", grpc.StatusCode.INVALID_ARGUMENT), ("f" * 64, grpc.StatusCode.NOT_FOUND)):
+        with pytest.raises(grpc.RpcError) as e:
+            pod_stats(env, bad)
+        assert code_of(e.value) == code, (bad, e.value)
+
+
 def test_exited_container_and_errors(busy):
     env, pod, cfg, cid, idle = busy
     done = env.run_ctr(pod, cfg, "done", ["true"])
@@ -122,5 +178,19 @@ def test_host_mode_pod(pod_env):
             "sh", "-c", "head -c 2000000 /dev/zero > /big; sync"]), timeout=RPC_TIMEOUT)
         assert r.exit_code == 0, r.stderr
         assert stats(env, cid).writable_layer.used_bytes.value >= wl.used_bytes.value + 2000000
+        # the pod: its containers' sums, no network of its own
+        ps = pod_stats(env, pod).linux
+        assert [c.attributes.id for c in ps.containers] == [cid]
+        assert ps.cpu.usage_core_nano_seconds.value >= ps.containers[0].cpu.usage_core_nano_seconds.value > 0
+        if ps.HasField("process"):  # not on a cgroup v1 host (as memory above)
+            assert ps.process.process_count.value >= 1
+        assert not ps.HasField("network")
+        # a stopped pod: not listed, and nothing running to report
+        env.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=RPC_TIMEOUT)
+        assert pod not in [s.attributes.id for s in env.rt.ListPodSandboxStats(
+            pb.ListPodSandboxStatsRequest(), timeout=RPC_TIMEOUT).stats]
+        st = pod_stats(env, pod)
+        assert st.attributes.id == pod
+        assert not st.linux.HasField("cpu") and not st.linux.HasField("process")
     finally:
         env.remove_pod(pod)
