@@ -171,6 +171,7 @@ int main(int argc, char **argv)
                 .max_send_message_size = (int)cfg->server.max_send_message_size,
                 .dispatch = cri_dispatch,
                 .is_inline = cri_dispatch_is_inline,
+                .is_streaming = cri_dispatch_is_streaming,
                 .userdata = &daemon,
         };
         int rc = 1;

@@ -47,7 +47,7 @@ const cri_method cri_methods[] = {
         M("RuntimeService", UpdateRuntimeConfig, update_runtime_config_request, update_runtime_config_response, cri_rpc_update_runtime_config, false, false),
         M("RuntimeService", Status, status_request, status_response, cri_rpc_status, false, true),
         M("RuntimeService", CheckpointContainer, checkpoint_container_request, checkpoint_container_response, NULL, false, false),
-        M("RuntimeService", GetContainerEvents, get_events_request, container_event_response, NULL, true, false),
+        M("RuntimeService", GetContainerEvents, get_events_request, container_event_response, cri_rpc_get_container_events, true, false),
         M("RuntimeService", ListMetricDescriptors, list_metric_descriptors_request, list_metric_descriptors_response, NULL, false, true),
         M("RuntimeService", ListPodSandboxMetrics, list_pod_sandbox_metrics_request, list_pod_sandbox_metrics_response, NULL, false, true),
         M("RuntimeService", StreamPodSandboxMetrics, stream_pod_sandbox_metrics_request, stream_pod_sandbox_metrics_response, NULL, true, false),
@@ -221,7 +221,8 @@ void cri_dispatch(void *userdata, const cri_call_info *info, const uint8_t *req,
                 return;
         }
         cc_log_level lvl = m->quiet ? CC_LOG_DEBUG : CC_LOG_INFO;
-        if (!m->handler || m->streaming) {
+        reply->streamed = m->streaming && m->handler;
+        if (!m->handler) {
                 cc_log(lvl, "rpc=%s api=%s code=UNIMPLEMENTED", m->name, api_version);
                 reply_error(reply, CRI_UNIMPLEMENTED, "method %s is not implemented by cocoon yet",
                             m->name);
@@ -251,6 +252,9 @@ void cri_dispatch(void *userdata, const cri_call_info *info, const uint8_t *req,
                 log_info("rpc=%s api=%s code=%s duration_us=%lld error=\"%s\"", m->name, api_version,
                          cri_status_name(code), (long long)dt, msg);
                 reply_error(reply, code, "%s", msg);
+        } else if (m->streaming) {
+                reply->code = CRI_OK; /* the messages went out as they came */
+                cc_log(lvl, "rpc=%s api=%s code=OK duration_us=%lld", m->name, api_version, (long long)dt);
         } else if (!out || out->descriptor != m->resp_desc) {
                 log_error("rpc=%s handler returned no or a wrong response type", m->name);
                 reply_error(reply, CRI_INTERNAL, "%s: internal error", m->name);
@@ -269,6 +273,35 @@ void cri_dispatch(void *userdata, const cri_call_info *info, const uint8_t *req,
         arena_free(&arena);
 }
 
+/* ---- server streaming ---------------------------------------------------- */
+
+int cri_stream_send(cri_ctx *ctx, const ProtobufCMessage *msg)
+{
+        size_t n = protobuf_c_message_get_packed_size(msg);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (!buf)
+                return -ENOMEM;
+        n = protobuf_c_message_pack(msg, buf);
+        int r = cri_grpc_stream_send(ctx->call, buf, n);
+        free(buf);
+        return r;
+}
+
+void cri_scratch_begin(cri_ctx *ctx, cri_ctx *scratch)
+{
+        *scratch = *ctx;
+        scratch->arena = calloc(1, sizeof(cri_arena));
+        if (!scratch->arena)
+                abort(); /* as cri_alloc: no sane partial message */
+}
+
+void cri_scratch_end(cri_ctx *scratch)
+{
+        arena_free(scratch->arena);
+        free(scratch->arena);
+        scratch->arena = NULL;
+}
+
 /* Methods whose handler only formats constant or configuration data: they
  * run on the gRPC completion-queue thread (cri_grpc_server_opts.is_inline).
  * Anything that takes a lock another RPC may hold for long, touches the disk
@@ -284,4 +317,12 @@ bool cri_dispatch_is_inline(void *userdata, const char *path)
                 if (strcmp(m->name, cheap[i]) == 0)
                         return true;
         return false;
+}
+
+bool cri_dispatch_is_streaming(void *userdata, const char *path)
+{
+        (void)userdata;
+        const char *api = NULL;
+        const cri_method *m = cri_method_lookup(path, true, &api);
+        return m && m->handler && m->streaming;
 }

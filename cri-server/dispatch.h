@@ -30,7 +30,8 @@ typedef struct cri_method {
         const ProtobufCMessageDescriptor *req_desc;
         const ProtobufCMessageDescriptor *resp_desc;
         cri_handler_fn handler; /* NULL: answers UNIMPLEMENTED */
-        bool streaming;         /* server-streaming: not served yet */
+        bool streaming;         /* server-streaming: the handler sends with cri_stream_send
+                                   and returns no response */
         bool quiet;             /* polled read-only RPC: log at debug */
 } cri_method;
 
@@ -49,6 +50,8 @@ void cri_dispatch(void *userdata, const cri_call_info *info, const uint8_t *req,
 
 /* cri_grpc_server_opts.is_inline: the cheap, never-blocking methods. */
 bool cri_dispatch_is_inline(void *userdata, const char *path);
+/* cri_grpc_server_opts.is_streaming: server-streaming methods that have a handler. */
+bool cri_dispatch_is_streaming(void *userdata, const char *path);
 
 /* Per-call allocation: freed when the call ends. Never returns NULL (aborts
  * on OOM: there is no sane partial reply). */
@@ -60,6 +63,14 @@ void *cri_msg_new(cri_ctx *ctx, const ProtobufCMessageDescriptor *desc);
 #define CRI_NEW(ctx, lower) ((void *)cri_msg_new((ctx), &lower##__descriptor))
 /* Sets key/value map entries (map<string,string>) from pairs. */
 Runtime__V1__StatusResponse__InfoEntry *cri_map_entry(cri_ctx *ctx, const char *k, const char *v);
+
+/* Server-streaming handlers: each message is sent (and waited for, see
+ * cri_grpc_stream_send) with cri_stream_send: 0, -ECANCELED (the call is
+ * over), -ENOMEM. A long stream builds each message in a scratch context
+ * whose allocations cri_scratch_end frees. */
+int cri_stream_send(cri_ctx *ctx, const ProtobufCMessage *msg);
+void cri_scratch_begin(cri_ctx *ctx, cri_ctx *scratch);
+void cri_scratch_end(cri_ctx *scratch);
 
 /* Handlers, one file each. */
 int cri_rpc_version(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
@@ -89,6 +100,7 @@ int cri_rpc_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessag
 int cri_rpc_list_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_pod_sandbox_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_list_pod_sandbox_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_get_container_events(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_reopen_container_log(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_update_container_resources(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_exec_sync(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);

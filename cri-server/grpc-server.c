@@ -17,7 +17,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 
-enum tag_kind { TAG_REQUEST, TAG_RECV, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN };
+enum tag_kind { TAG_REQUEST, TAG_RECV, TAG_CLOSE, TAG_SEND, TAG_MSG, TAG_SHUTDOWN };
 
 typedef struct srv_call srv_call;
 
@@ -37,7 +37,13 @@ struct srv_call {
         int cancelled_flag;
         atomic_bool cancelled;
         atomic_int refs; /* CQ thread and workers */
-        call_tag t_request, t_recv, t_close, t_send;
+        call_tag t_request, t_recv, t_close, t_send, t_msg;
+        /* server streaming (cri_grpc_stream_send, on a worker) */
+        pthread_mutex_t msg_lock;
+        pthread_cond_t msg_cond;
+        bool msg_pending, msg_ok, sent_initial;
+        grpc_byte_buffer *msg_buf;
+        srv_call *stream_next; /* cri_grpc_server.streams */
         char method[256];
         int64_t deadline_ms;
         bool accepted;
@@ -53,6 +59,7 @@ struct cri_grpc_server {
         bool cq_thread_started;
         cri_grpc_dispatch_fn dispatch;
         bool (*is_inline)(void *userdata, const char *method);
+        bool (*is_streaming)(void *userdata, const char *method);
         atomic_ulong n_inline;
         void *userdata;
         call_tag t_shutdown;
@@ -67,6 +74,8 @@ struct cri_grpc_server {
         bool shutting_down;
         bool shutdown_notified;
         int inflight; /* call objects alive, incl. outstanding accept slots */
+        srv_call *streams; /* streaming calls on their own threads */
+        int n_stream_threads;
         int active;   /* calls accepted from clients and not yet finished */
 };
 
@@ -101,6 +110,10 @@ static void call_free(srv_call *c)
                 grpc_byte_buffer_destroy(c->recv_buf);
         if (c->send_buf)
                 grpc_byte_buffer_destroy(c->send_buf);
+        if (c->msg_buf)
+                grpc_byte_buffer_destroy(c->msg_buf);
+        pthread_mutex_destroy(&c->msg_lock);
+        pthread_cond_destroy(&c->msg_cond);
         grpc_slice_unref(c->status_details);
         free(c->req);
         free(c);
@@ -134,6 +147,9 @@ static int request_new_call(cri_grpc_server *s)
         c->t_recv = (call_tag){ TAG_RECV, c };
         c->t_close = (call_tag){ TAG_CLOSE, c };
         c->t_send = (call_tag){ TAG_SEND, c };
+        c->t_msg = (call_tag){ TAG_MSG, c };
+        pthread_mutex_init(&c->msg_lock, NULL);
+        pthread_cond_init(&c->msg_cond, NULL);
         atomic_init(&c->cancelled, false);
         pthread_mutex_lock(&s->lock);
         s->inflight++;
@@ -150,15 +166,18 @@ static int request_new_call(cri_grpc_server *s)
 
 /* Sends the final status (and the response message when OK). Called from a
  * worker thread, or from the CQ thread for early failures. */
-static void call_finish(srv_call *c, int code, const char *msg, const uint8_t *resp, size_t resp_len)
+static void call_finish_ex(srv_call *c, int code, const char *msg, const uint8_t *resp, size_t resp_len,
+                           bool streamed)
 {
         grpc_op ops[3];
         memset(ops, 0, sizeof(ops));
         size_t n = 0;
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n].data.send_initial_metadata.count = 0;
-        n++;
-        if (code == GRPC_STATUS_OK) {
+        if (!c->sent_initial) {
+                ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+                ops[n].data.send_initial_metadata.count = 0;
+                n++;
+        }
+        if (code == GRPC_STATUS_OK && !streamed) {
                 grpc_slice sl = grpc_slice_from_copied_buffer((const char *)resp, resp_len);
                 c->send_buf = grpc_raw_byte_buffer_create(&sl, 1);
                 grpc_slice_unref(sl);
@@ -182,11 +201,72 @@ static void call_finish(srv_call *c, int code, const char *msg, const uint8_t *r
         }
 }
 
+static void call_finish(srv_call *c, int code, const char *msg, const uint8_t *resp, size_t resp_len)
+{
+        call_finish_ex(c, code, msg, resp, resp_len, false);
+}
+
+int cri_grpc_stream_send(const cri_call_info *info, const uint8_t *msg, size_t len)
+{
+        srv_call *c = info->call;
+        if (!c || atomic_load(&c->cancelled))
+                return -ECANCELED;
+        grpc_slice sl = grpc_slice_from_copied_buffer((const char *)msg, len);
+        grpc_byte_buffer *buf = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+        grpc_op ops[2];
+        memset(ops, 0, sizeof(ops));
+        size_t n = 0;
+        if (!c->sent_initial) {
+                ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+                ops[n].data.send_initial_metadata.count = 0;
+                n++;
+        }
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = buf;
+        n++;
+        pthread_mutex_lock(&c->msg_lock);
+        c->msg_buf = buf;
+        c->msg_pending = true;
+        c->msg_ok = false;
+        pthread_mutex_unlock(&c->msg_lock);
+        atomic_fetch_add(&c->refs, 1); /* the completion's */
+        if (grpc_call_start_batch(c->call, ops, n, &c->t_msg, NULL) != GRPC_CALL_OK) {
+                atomic_fetch_sub(&c->refs, 1);
+                pthread_mutex_lock(&c->msg_lock);
+                c->msg_pending = false;
+                c->msg_buf = NULL;
+                pthread_mutex_unlock(&c->msg_lock);
+                grpc_byte_buffer_destroy(buf);
+                return -ECANCELED;
+        }
+        c->sent_initial = true;
+        /* A cancelled call completes its pending batches (not ok). */
+        pthread_mutex_lock(&c->msg_lock);
+        while (c->msg_pending)
+                pthread_cond_wait(&c->msg_cond, &c->msg_lock);
+        bool ok = c->msg_ok;
+        buf = TAKE_PTR(c->msg_buf);
+        pthread_mutex_unlock(&c->msg_lock);
+        grpc_byte_buffer_destroy(buf);
+        return ok ? 0 : -ECANCELED;
+}
+
+static void on_msg_sent(srv_call *c, bool ok)
+{
+        pthread_mutex_lock(&c->msg_lock);
+        c->msg_pending = false;
+        c->msg_ok = ok;
+        pthread_cond_broadcast(&c->msg_cond);
+        pthread_mutex_unlock(&c->msg_lock);
+        call_unref(c);
+}
+
 /* Runs one call's handler and sends its reply. */
 static void run_call(cri_grpc_server *s, srv_call *c)
 {
         cri_reply reply = { 0 };
-        cri_call_info info = { c->method, c->deadline_ms, &c->cancelled };
+        cri_call_info info = { c->method, c->deadline_ms, &c->cancelled, c };
         if (atomic_load(&c->cancelled)) {
                 reply.code = GRPC_STATUS_CANCELLED;
         } else if (c->deadline_ms != INT64_MAX && mono_ms() >= c->deadline_ms) {
@@ -197,7 +277,7 @@ static void run_call(cri_grpc_server *s, srv_call *c)
         } else {
                 s->dispatch(s->userdata, &info, c->req, c->req_len, &reply);
         }
-        call_finish(c, reply.code, reply.code ? reply.msg : NULL, reply.resp, reply.resp_len);
+        call_finish_ex(c, reply.code, reply.code ? reply.msg : NULL, reply.resp, reply.resp_len, reply.streamed);
         free(reply.msg);
         free(reply.resp);
 }
@@ -293,6 +373,55 @@ static void on_request(cri_grpc_server *s, srv_call *c, bool ok)
         }
 }
 
+static void *stream_main(void *arg)
+{
+        srv_call *c = arg;
+        cri_grpc_server *s = c->srv;
+        run_call(s, c);
+        pthread_mutex_lock(&s->lock);
+        for (srv_call **p = &s->streams; *p; p = &(*p)->stream_next)
+                if (*p == c) {
+                        *p = c->stream_next;
+                        break;
+                }
+        s->n_stream_threads--;
+        pthread_cond_broadcast(&s->done_cond);
+        pthread_mutex_unlock(&s->lock);
+        call_unref(c); /* the thread's */
+        return NULL;
+}
+
+/* A streaming call gets a thread of its own (see is_streaming). */
+static void start_stream(cri_grpc_server *s, srv_call *c)
+{
+        pthread_mutex_lock(&s->lock);
+        if (s->shutting_down) {
+                pthread_mutex_unlock(&s->lock);
+                call_finish(c, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL, 0);
+                return;
+        }
+        atomic_fetch_add(&c->refs, 1);
+        c->stream_next = s->streams;
+        s->streams = c;
+        s->n_stream_threads++;
+        pthread_mutex_unlock(&s->lock);
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 512 * 1024);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int e = pthread_create(&t, &attr, stream_main, c);
+        pthread_attr_destroy(&attr);
+        if (e == 0)
+                return;
+        pthread_mutex_lock(&s->lock);
+        s->streams = c->stream_next; /* still first: only this thread adds */
+        s->n_stream_threads--;
+        pthread_mutex_unlock(&s->lock);
+        call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "no thread for the stream", NULL, 0);
+        call_unref(c);
+}
+
 static void on_recv(cri_grpc_server *s, srv_call *c, bool ok)
 {
         if (!ok || !c->recv_buf) {
@@ -332,6 +461,10 @@ static void on_recv(cri_grpc_server *s, srv_call *c, bool ok)
                 run_call(s, c);
                 return;
         }
+        if (s->is_streaming && s->is_streaming(s->userdata, c->method)) {
+                start_stream(s, c);
+                return;
+        }
         enqueue(s, c);
 }
 
@@ -360,6 +493,9 @@ static void *cq_main(void *arg)
                 case TAG_SEND:
                         call_unref(t->call);
                         break;
+                case TAG_MSG:
+                        on_msg_sent(t->call, ev.success);
+                        break;
                 case TAG_SHUTDOWN:
                         pthread_mutex_lock(&s->lock);
                         s->shutdown_notified = true;
@@ -382,6 +518,7 @@ int cri_grpc_server_start(const cri_grpc_server_opts *opts, cri_grpc_server **re
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         s->dispatch = opts->dispatch;
         s->is_inline = opts->is_inline;
+        s->is_streaming = opts->is_streaming;
         s->userdata = opts->userdata;
         s->max_workers = opts->workers > 0 ? opts->workers : 16;
         s->workers = calloc((size_t)s->max_workers, sizeof(pthread_t));
@@ -474,6 +611,9 @@ void cri_grpc_server_shutdown(cri_grpc_server *s, int timeout_ms)
                 return;
         pthread_mutex_lock(&s->lock);
         s->shutting_down = true;
+        /* streams end only when told: tell them now, not after timeout_ms */
+        for (srv_call *c = s->streams; c; c = c->stream_next)
+                atomic_store(&c->cancelled, true);
         pthread_mutex_unlock(&s->lock);
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
 
@@ -500,7 +640,7 @@ void cri_grpc_server_shutdown(cri_grpc_server *s, int timeout_ms)
         /* Remaining completions (sends of the last calls) drain, then the CQ ends. */
         pthread_mutex_lock(&s->lock);
         int64_t drain_deadline = mono_ms() + 5000;
-        while (s->inflight > 0 && mono_ms() < drain_deadline) {
+        while ((s->inflight > 0 || s->n_stream_threads > 0) && mono_ms() < drain_deadline) {
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 ts.tv_nsec += 50 * 1000000;

@@ -23,7 +23,15 @@ typedef struct cri_call_info {
         const char *method;           /* "/runtime.v1.RuntimeService/Version" */
         int64_t deadline_ms;          /* CLOCK_MONOTONIC ms, INT64_MAX = none */
         const atomic_bool *cancelled; /* set when the client cancels or the deadline passes */
+        void *call;                   /* for cri_grpc_stream_send */
 } cri_call_info;
+
+/* Server streaming: sends one message of the call's response stream and
+ * waits until gRPC has taken it (flow control: a client that does not read
+ * holds the sender here until it reads, cancels or goes away). 0, or
+ * -ECANCELED when the call is over. The handler then answers with
+ * cri_reply.streamed set: the final status goes without a message. */
+int cri_grpc_stream_send(const cri_call_info *info, const uint8_t *msg, size_t len);
 
 /* The reply a handler produces. resp is malloc'd (or NULL); msg is malloc'd
  * (or NULL) and only used when code != 0. */
@@ -32,6 +40,7 @@ typedef struct cri_reply {
         char *msg;
         uint8_t *resp;
         size_t resp_len;
+        bool streamed; /* messages went with cri_grpc_stream_send: status only */
 } cri_reply;
 
 typedef void (*cri_grpc_dispatch_fn)(void *userdata, const cri_call_info *info,
@@ -47,6 +56,10 @@ typedef struct cri_grpc_server_opts {
          * cheap; it then runs on the completion-queue thread instead of a
          * worker (no thread hand-off). Must be fast and thread-safe. */
         bool (*is_inline)(void *userdata, const char *method);
+        /* Optional: true for a server-streaming method. Its calls run on a
+         * thread of their own, not a worker (a stream may last as long as
+         * the client likes), and are cancelled when the server shuts down. */
+        bool (*is_streaming)(void *userdata, const char *method);
         void *userdata;
 } cri_grpc_server_opts;
 

@@ -116,6 +116,7 @@ static void set_exited(rt_runtime *rt, rt_ctr *c, int status, const char *reason
                 c->reason = strdup(c->oom_killed ? "OOMKilled" : reason ? reason : status == 0 ? "Completed" : "Error");
                 c->message = strdup(message ? message : "");
                 pthread_cond_broadcast(&rt->cond);
+                rt_events_publish(rt, RT_EVENT_STOPPED, c->id, c->pod->id);
         }
         pthread_mutex_unlock(&rt->lock);
         if (changed) {
@@ -543,6 +544,7 @@ int rt_container_create(rt_runtime *rt, const char *pod_id, const Runtime__V1__C
         pthread_mutex_lock(&rt->lock);
         c->creating = false;
         pthread_mutex_unlock(&rt->lock);
+        rt_events_publish(rt, RT_EVENT_CREATED, c->id, p->id);
         *ret_id = id;
         r = 0;
 out:
@@ -599,6 +601,7 @@ int rt_container_start(rt_runtime *rt, const char *id, cc_error **ret_err)
                 c->message = strdup((*ret_err)->msg);
                 pthread_cond_broadcast(&rt->cond);
                 pthread_mutex_unlock(&rt->lock);
+                rt_events_publish(rt, RT_EVENT_STOPPED, c->id, c->pod->id);
                 (void)rt_state_save_ctr(rt, c, NULL);
                 goto out;
         }
@@ -607,6 +610,7 @@ int rt_container_start(rt_runtime *rt, const char *id, cc_error **ret_err)
         c->state = RT_CTR_RUNNING;
         c->started_at_ns = rt_now_ns();
         pthread_mutex_unlock(&rt->lock);
+        rt_events_publish(rt, RT_EVENT_STARTED, c->id, c->pod->id);
         query_pid(rt, c, a);
         if (rt_state_save_ctr(rt, c, &err) < 0)
                 log_warn("%s", err->msg);
@@ -778,6 +782,7 @@ int rt_ctr_remove(rt_runtime *rt, rt_ctr *c, cc_error **ret_err)
                 pthread_mutex_lock(&rt->lock);
                 rt_table_del_ctr(rt, c);
                 pthread_mutex_unlock(&rt->lock);
+                rt_events_publish(rt, RT_EVENT_DELETED, c->id, c->pod->id);
         }
         rt_ctr_io_free(io);
         pthread_mutex_unlock(&c->op_lock);

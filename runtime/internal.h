@@ -130,6 +130,8 @@ struct rt_runtime {
         size_t n_pool;
         pthread_cond_t pool_cond;    /* a VM was taken; closing */
         bool pool_started;
+
+        rt_event_sub *event_subs;    /* runtime/events.c, under its own lock */
 };
 
 /* Options for tests: the backends to use (NULL: the defaults). */
@@ -143,6 +145,8 @@ int rt_runtime_open_opts(cc_config *cfg, image_db *images, rt_net *net, const rt
 
 /* ---- runtime.c: tables, references, lookups --------------------------------- */
 int64_t rt_now_ns(void);
+/* runtime/events.c: tells every subscriber (any lock may be held). */
+void rt_events_publish(rt_runtime *rt, rt_event_type type, const char *id, const char *pod_id);
 rt_pod *rt_pod_ref(rt_pod *p);           /* under rt->lock or holding a ref */
 void rt_pod_unref(rt_runtime *rt, rt_pod *p);
 rt_ctr *rt_ctr_ref(rt_ctr *c);

@@ -465,6 +465,9 @@ int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config, cons
         pthread_mutex_lock(&rt->lock);
         p->creating = false;
         pthread_mutex_unlock(&rt->lock);
+        /* as containerd reports a sandbox: created, then started */
+        rt_events_publish(rt, RT_EVENT_CREATED, p->id, p->id);
+        rt_events_publish(rt, RT_EVENT_STARTED, p->id, p->id);
         rt_watch_pod(rt, p);
         rt_pod_start_oom_watch(rt, p);
         rt_pod_unref(rt, p);
@@ -514,6 +517,8 @@ static int pod_stop_locked(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
                 rt_ctr_unmount(l[i]);
         pthread_mutex_lock(&rt->lock);
         p->state = RT_POD_NOTREADY;
+        if (!p->dead) /* else rt_pod_mark_dead told already */
+                rt_events_publish(rt, RT_EVENT_STOPPED, p->id, p->id);
         p->dead = true;
         pthread_mutex_unlock(&rt->lock);
         /* containers that had no exit recorded (the agent was unreachable) */
@@ -570,6 +575,7 @@ int rt_pod_remove(rt_runtime *rt, const char *id, cc_error **ret_err)
                 rt_table_del_pod(rt, p);
                 pthread_mutex_unlock(&rt->lock);
                 pthread_mutex_unlock(&p->save_lock);
+                rt_events_publish(rt, RT_EVENT_DELETED, p->id, p->id);
                 if ((r = cc_rm_rf(p->run_dir, ret_err)) == 0)
                         r = cc_rm_rf(p->rec_dir, ret_err);
                 if (r < 0)

@@ -100,6 +100,29 @@ typedef struct rt_pod_stats {
  * no processes and no network). */
 void rt_pod_host_stats(const rt_pod_info *p, rt_pod_stats *ret);
 
+/* Lifecycle events (runtime/events.c) for GetContainerEvents: a container's
+ * or a pod's (id = pod_id) creation, start, stop (exit, kill, its VM gone)
+ * and removal, each once, in order per object. */
+typedef enum rt_event_type { /* = runtime.v1 ContainerEventType */
+        RT_EVENT_CREATED = 0,
+        RT_EVENT_STARTED = 1,
+        RT_EVENT_STOPPED = 2,
+        RT_EVENT_DELETED = 3,
+} rt_event_type;
+typedef struct rt_event {
+        rt_event_type type;
+        char id[65], pod_id[65];
+        int64_t ts_ns; /* CLOCK_REALTIME */
+} rt_event;
+typedef struct rt_event_sub rt_event_sub;
+#define RT_EVENTS_MAX_SUBS 8
+/* -EMFILE when RT_EVENTS_MAX_SUBS subscribers exist. */
+int rt_events_subscribe(rt_runtime *rt, rt_event_sub **ret);
+/* 0 and *ret; -ETIMEDOUT; -EOVERFLOW: the subscriber fell too far behind
+ * and lost events (unsubscribe: it gets no more). */
+int rt_events_next(rt_event_sub *s, int timeout_ms, rt_event *ret);
+void rt_events_unsubscribe(rt_runtime *rt, rt_event_sub *s);
+
 int rt_pod_run(rt_runtime *rt, const Runtime__V1__PodSandboxConfig *config,
                const char *runtime_handler, char **ret_id, cc_error **ret_err);
 /* Stops every container (SIGKILL after their grace), the VM / host agent and

@@ -353,7 +353,10 @@ void rt_pod_mark_dead(rt_runtime *rt, rt_pod *p, const char *why)
                 free(c->message);
                 c->reason = strdup(c->oom_killed ? "OOMKilled" : "Error");
                 c->message = strdup(why);
+                rt_events_publish(rt, RT_EVENT_STOPPED, c->id, p->id);
         }
+        if (!was)
+                rt_events_publish(rt, RT_EVENT_STOPPED, p->id, p->id);
         pthread_cond_broadcast(&rt->cond);
         pthread_mutex_unlock(&rt->lock);
         if (!was)

@@ -164,9 +164,10 @@ static void test_table_matches_proto(void **state)
                 if (m->streaming != r->streaming)
                         fail_msg("%s: streaming flag %d, proto says %d", r->name, m->streaming,
                                  r->streaming);
-                /* A streaming method is never served by a unary handler. */
-                if (m->streaming)
-                        assert_null(m->handler);
+                /* The streaming methods with a handler send with
+                 * cri_stream_send: only GetContainerEvents so far. */
+                if (m->streaming && m->handler)
+                        assert_string_equal(m->name, "GetContainerEvents");
         }
         /* No duplicates in the table. */
         for (size_t i = 0; i < cri_n_methods; i++)
@@ -360,20 +361,18 @@ static void test_dispatch_unknown(void **state)
 
 static void test_dispatch_unimplemented(void **state)
 {
-        /* Methods without a handler, and streaming ones, answer UNIMPLEMENTED
-         * naming the method, whatever the payload. */
+        /* Methods without a handler answer UNIMPLEMENTED naming the method,
+         * whatever the payload. */
         static const uint8_t junk[] = { 0xff, 0xff, 0xff };
         expect_error_reply(NULL, "/runtime.v1.RuntimeService/CheckpointContainer", NULL, 0, CRI_UNIMPLEMENTED,
                            "CheckpointContainer");
         expect_error_reply(NULL, "/runtime.v1.RuntimeService/CheckpointContainer", junk, sizeof(junk),
                            CRI_UNIMPLEMENTED, "CheckpointContainer");
-        expect_error_reply(NULL, "/runtime.v1.RuntimeService/GetContainerEvents", NULL, 0,
-                           CRI_UNIMPLEMENTED, "GetContainerEvents");
         expect_error_reply(NULL, "/runtime.v1.ImageService/StreamImages", NULL, 0, CRI_UNIMPLEMENTED,
                            "StreamImages");
         for (size_t i = 0; i < cri_n_methods; i++) {
                 const cri_method *m = &cri_methods[i];
-                if (m->handler && !m->streaming)
+                if (m->handler)
                         continue;
                 char path[160];
                 snprintf(path, sizeof(path), "/runtime.v1.%s/%s", m->service, m->name);
