@@ -164,6 +164,17 @@ static int request_new_call(cri_grpc_server *s)
         return 0;
 }
 
+/* The (empty) initial metadata goes with the first batch that sends
+ * anything: 1 op filled in, or 0 once sent. */
+static size_t initial_md_op(srv_call *c, grpc_op *op)
+{
+        if (c->sent_initial)
+                return 0;
+        op->op = GRPC_OP_SEND_INITIAL_METADATA;
+        op->data.send_initial_metadata.count = 0;
+        return 1;
+}
+
 /* Sends the final status (and the response message when OK). Called from a
  * worker thread, or from the CQ thread for early failures. */
 static void call_finish_ex(srv_call *c, int code, const char *msg, const uint8_t *resp, size_t resp_len,
@@ -171,12 +182,7 @@ static void call_finish_ex(srv_call *c, int code, const char *msg, const uint8_t
 {
         grpc_op ops[3];
         memset(ops, 0, sizeof(ops));
-        size_t n = 0;
-        if (!c->sent_initial) {
-                ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-                ops[n].data.send_initial_metadata.count = 0;
-                n++;
-        }
+        size_t n = initial_md_op(c, &ops[0]);
         if (code == GRPC_STATUS_OK && !streamed) {
                 grpc_slice sl = grpc_slice_from_copied_buffer((const char *)resp, resp_len);
                 c->send_buf = grpc_raw_byte_buffer_create(&sl, 1);
@@ -216,12 +222,7 @@ int cri_grpc_stream_send(const cri_call_info *info, const uint8_t *msg, size_t l
         grpc_slice_unref(sl);
         grpc_op ops[2];
         memset(ops, 0, sizeof(ops));
-        size_t n = 0;
-        if (!c->sent_initial) {
-                ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-                ops[n].data.send_initial_metadata.count = 0;
-                n++;
-        }
+        size_t n = initial_md_op(c, &ops[0]);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = buf;
         n++;

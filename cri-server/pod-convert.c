@@ -328,6 +328,21 @@ bool cri_ctr_match(const rt_ctr_info *c, const char *id, const char *pod_id, voi
         return cri_labels_match(selector, n_selector, cfg ? (void *const *)cfg->labels : NULL, cfg ? cfg->n_labels : 0);
 }
 
+Runtime__V1__PodSandboxAttributes *cri_pod_attributes(cri_ctx *ctx, const rt_pod_info *p)
+{
+        Runtime__V1__PodSandboxAttributes *a = CRI_NEW(ctx, runtime__v1__pod_sandbox_attributes);
+        const Runtime__V1__PodSandboxConfig *cfg = p->config;
+        a->id = cri_strdup(ctx, p->id);
+        a->metadata = cri_pod_metadata(ctx, cfg);
+        if (cfg) {
+                KV(ctx, runtime__v1__pod_sandbox_attributes__labels_entry, cfg->labels, cfg->n_labels, a->labels,
+                   a->n_labels);
+                KV(ctx, runtime__v1__pod_sandbox_attributes__annotations_entry, cfg->annotations,
+                   cfg->n_annotations, a->annotations, a->n_annotations);
+        }
+        return a;
+}
+
 Runtime__V1__ContainerAttributes *cri_ctr_attributes(cri_ctx *ctx, const rt_ctr_info *c)
 {
         Runtime__V1__ContainerAttributes *a = CRI_NEW(ctx, runtime__v1__container_attributes);

@@ -50,6 +50,8 @@ Runtime__V1__PodSandboxStatus *cri_pod_status_from_info(cri_ctx *ctx, const rt_p
 char *cri_pod_verbose_info(cri_ctx *ctx, const rt_pod_info *p);
 
 Runtime__V1__Container *cri_ctr_from_info(cri_ctx *ctx, const rt_ctr_info *c);
+/* PodSandboxStats.attributes: id, metadata, labels, annotations */
+Runtime__V1__PodSandboxAttributes *cri_pod_attributes(cri_ctx *ctx, const rt_pod_info *p);
 /* ContainerStats.attributes: id, metadata, labels, annotations */
 Runtime__V1__ContainerAttributes *cri_ctr_attributes(cri_ctx *ctx, const rt_ctr_info *c);
 Runtime__V1__ContainerStatus *cri_ctr_status_from_info(cri_ctx *ctx, const rt_ctr_info *c);

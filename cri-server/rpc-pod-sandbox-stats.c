@@ -12,9 +12,6 @@
 
 #include "cri-server/pod-convert.h"
 
-#define KV(ctx, lower, from, n_from, to, n_to) \
-        ((to) = (void *)cri_kv_copy((ctx), &lower##__descriptor, (void *const *)(from), (n_from), &(n_to)))
-
 static Runtime__V1__NetworkInterfaceUsage *iface(cri_ctx *ctx, const rt_pod_ifstats *i)
 {
         Runtime__V1__NetworkInterfaceUsage *o = CRI_NEW(ctx, runtime__v1__network_interface_usage);
@@ -30,15 +27,7 @@ static Runtime__V1__PodSandboxStats *pod_stats(cri_ctx *ctx, rt_runtime *rt, con
                                                rt_ctr_info *const *ctrs, size_t n_ctrs)
 {
         Runtime__V1__PodSandboxStats *o = CRI_NEW(ctx, runtime__v1__pod_sandbox_stats);
-        Runtime__V1__PodSandboxAttributes *a = o->attributes = CRI_NEW(ctx, runtime__v1__pod_sandbox_attributes);
-        a->id = cri_strdup(ctx, p->id);
-        a->metadata = cri_pod_metadata(ctx, p->config);
-        if (p->config) {
-                KV(ctx, runtime__v1__pod_sandbox_attributes__labels_entry, p->config->labels, p->config->n_labels,
-                   a->labels, a->n_labels);
-                KV(ctx, runtime__v1__pod_sandbox_attributes__annotations_entry, p->config->annotations,
-                   p->config->n_annotations, a->annotations, a->n_annotations);
-        }
+        o->attributes = cri_pod_attributes(ctx, p);
         Runtime__V1__LinuxPodSandboxStats *l = o->linux = CRI_NEW(ctx, runtime__v1__linux_pod_sandbox_stats);
 
         rt_pod_stats ps;
