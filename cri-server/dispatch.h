@@ -101,6 +101,15 @@ int cri_rpc_list_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCM
 int cri_rpc_pod_sandbox_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_list_pod_sandbox_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_get_container_events(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+/* The Stream* twins of the List methods (cri-server/rpc-stream-lists.c).
+ * cri_batch_end: where the batch that starts at items[i] ends (exclusive):
+ * as many items as fit in max_bytes packed, at least one. */
+size_t cri_batch_end(ProtobufCMessage *const *items, size_t i, size_t count, size_t max_bytes);
+int cri_rpc_stream_pod_sandboxes(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_stream_containers(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_stream_images(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_stream_container_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
+int cri_rpc_stream_pod_sandbox_stats(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_reopen_container_log(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_update_container_resources(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);
 int cri_rpc_exec_sync(cri_ctx *, const ProtobufCMessage *, ProtobufCMessage **, cc_error **);

@@ -194,3 +194,42 @@ def test_host_mode_pod(pod_env):
         assert not st.linux.HasField("cpu") and not st.linux.HasField("process")
     finally:
         env.remove_pod(pod)
+
+
+def test_stream_twins_of_the_list_methods(busy):
+    """StreamPodSandboxes/Containers/Images/ContainerStats/PodSandboxStats
+    answer what their List twin answers (here one batch each; filters
+    included), and nothing at all when nothing matches."""
+    env, pod, cfg, cid, idle = busy
+
+    def streamed(method, req, field):
+        msgs = list(getattr(env.rt if method != "StreamImages" else env.im, method)(req, timeout=RPC_TIMEOUT))
+        assert all(len(getattr(m, field)) > 0 for m in msgs)  # no empty batches
+        return [x for m in msgs for x in getattr(m, field)]
+
+    def key(x):
+        return x.attributes.id if hasattr(x, "attributes") else x.id
+
+    cases = [
+        ("StreamPodSandboxes", pb.StreamPodSandboxesRequest, "pod_sandboxes", "ListPodSandbox",
+         pb.ListPodSandboxRequest, "items", pb.PodSandboxFilter(label_selector={"app": "stats"})),
+        ("StreamContainers", pb.StreamContainersRequest, "containers", "ListContainers",
+         pb.ListContainersRequest, "containers", pb.ContainerFilter(pod_sandbox_id=pod)),
+        ("StreamContainerStats", pb.StreamContainerStatsRequest, "container_stats", "ListContainerStats",
+         pb.ListContainerStatsRequest, "stats", pb.ContainerStatsFilter(pod_sandbox_id=pod)),
+        ("StreamPodSandboxStats", pb.StreamPodSandboxStatsRequest, "pod_sandbox_stats", "ListPodSandboxStats",
+         pb.ListPodSandboxStatsRequest, "stats", pb.PodSandboxStatsFilter(id=pod)),
+    ]
+    for smethod, sreq, sfield, lmethod, lreq, lfield, flt in cases:
+        want = [key(x) for x in getattr(env.rt.__getattribute__(lmethod)(lreq(), timeout=RPC_TIMEOUT), lfield)]
+        assert want, lmethod
+        assert [key(x) for x in streamed(smethod, sreq(), sfield)] == want, smethod
+        want_f = [key(x) for x in getattr(env.rt.__getattribute__(lmethod)(lreq(filter=flt), timeout=RPC_TIMEOUT),
+                                          lfield)]
+        assert want_f and [key(x) for x in streamed(smethod, sreq(filter=flt), sfield)] == want_f, smethod
+    assert {c for c in [key(x) for x in streamed("StreamContainers", pb.StreamContainersRequest(
+        filter=pb.ContainerFilter(pod_sandbox_id=pod)), "containers")]} >= {cid, idle}
+    assert streamed("StreamContainers", pb.StreamContainersRequest(
+        filter=pb.ContainerFilter(id="0" * 64)), "containers") == []
+    images = [i.id for i in env.im.ListImages(pb.ListImagesRequest(), timeout=RPC_TIMEOUT).images]
+    assert images and [i.id for i in streamed("StreamImages", pb.StreamImagesRequest(), "images")] == images

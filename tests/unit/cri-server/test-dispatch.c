@@ -165,9 +165,11 @@ static void test_table_matches_proto(void **state)
                         fail_msg("%s: streaming flag %d, proto says %d", r->name, m->streaming,
                                  r->streaming);
                 /* The streaming methods with a handler send with
-                 * cri_stream_send: only GetContainerEvents so far. */
-                if (m->streaming && m->handler)
-                        assert_string_equal(m->name, "GetContainerEvents");
+                 * cri_stream_send: events, and the Stream* twins of the
+                 * List methods (not StreamPodSandboxMetrics yet). */
+                if (m->streaming && m->handler && strcmp(m->name, "GetContainerEvents") != 0)
+                        assert_true(strncmp(m->name, "Stream", 6) == 0 &&
+                                    strcmp(m->name, "StreamPodSandboxMetrics") != 0);
         }
         /* No duplicates in the table. */
         for (size_t i = 0; i < cri_n_methods; i++)
@@ -368,8 +370,8 @@ static void test_dispatch_unimplemented(void **state)
                            "CheckpointContainer");
         expect_error_reply(NULL, "/runtime.v1.RuntimeService/CheckpointContainer", junk, sizeof(junk),
                            CRI_UNIMPLEMENTED, "CheckpointContainer");
-        expect_error_reply(NULL, "/runtime.v1.ImageService/StreamImages", NULL, 0, CRI_UNIMPLEMENTED,
-                           "StreamImages");
+        expect_error_reply(NULL, "/runtime.v1.RuntimeService/StreamPodSandboxMetrics", NULL, 0,
+                           CRI_UNIMPLEMENTED, "StreamPodSandboxMetrics");
         for (size_t i = 0; i < cri_n_methods; i++) {
                 const cri_method *m = &cri_methods[i];
                 if (m->handler)
@@ -464,6 +466,47 @@ static void test_dispatch_handler_error(void **state)
                            CRI_INVALID_ARGUMENT, "not-an-ip");
 }
 
+/* The Stream* lists' batches: in order, each within the byte budget but
+ * never empty (an oversize item goes alone), every item exactly once. */
+static void test_stream_batches(void **state)
+{
+        (void)state;
+        enum { N = 40 };
+        Runtime__V1__Image imgs[N];
+        ProtobufCMessage *items[N];
+        char ids[N][600];
+        for (int i = 0; i < N; i++) {
+                runtime__v1__image__init(&imgs[i]);
+                /* ids of 10..~550 bytes; item 7 alone is over the budget */
+                int len = i == 7 ? 590 : 10 + (i * 37) % 540;
+                memset(ids[i], 'a' + i % 26, (size_t)len);
+                ids[i][len] = 0;
+                imgs[i].id = ids[i];
+                items[i] = &imgs[i].base;
+        }
+        const size_t budget = 500;
+        size_t seen = 0, batches = 0;
+        for (size_t i = 0; i < N;) {
+                size_t j = cri_batch_end(items, i, N, budget);
+                assert_true(j > i && j <= N);
+                size_t bytes = 0;
+                for (size_t k = i; k < j; k++)
+                        bytes += protobuf_c_message_get_packed_size(items[k]) + 8;
+                if (j - i > 1)
+                        assert_true(bytes <= budget);
+                if (i == 7)
+                        assert_int_equal(j, 8); /* oversize: alone */
+                if (j < N) /* the next item would not have fit */
+                        assert_true(bytes + protobuf_c_message_get_packed_size(items[j]) + 8 > budget);
+                seen += j - i;
+                batches++;
+                i = j;
+        }
+        assert_int_equal(seen, N);
+        assert_true(batches > 5);
+        assert_int_equal(cri_batch_end(items, 3, 3, budget), 3); /* nothing left */
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -473,6 +516,7 @@ int main(void)
                 cmocka_unit_test(test_lookup_garbage),
                 cmocka_unit_test(test_arena),
                 cmocka_unit_test(test_dispatch_unknown),
+                cmocka_unit_test(test_stream_batches),
                 cmocka_unit_test(test_dispatch_unimplemented),
                 cmocka_unit_test(test_dispatch_malformed),
                 cmocka_unit_test(test_dispatch_version),
