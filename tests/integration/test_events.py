@@ -1,8 +1,11 @@
 """GetContainerEvents through the CRI socket: the lifecycle events of a VM
 pod and its container, in order, each with the pod's status and its
-containers' statuses; a container that exits on its own; two streams at
-once; a cancelled stream leaves the others going; the stream limit."""
+containers' statuses; a container that exits on its own; a pod whose VM was
+killed; two streams at once; a cancelled stream leaves the others going;
+the stream limit; SIGTERM with a stream open."""
+import os
 import queue
+import signal
 import threading
 import time
 
@@ -99,6 +102,35 @@ def test_pod_and_container_lifecycle(pod_env):
     finally:
         env.remove_pod(pod2)
         s2.cancel()
+
+
+def test_vm_killed(pod_env):
+    """QEMU killed: the running container and the pod are reported stopped,
+    once each, with the statuses ContainerStatus and PodSandboxStatus give."""
+    env = pod_env
+    s = Stream(env)
+    pod, cfg = env.run_pod("events-kill")
+    removed = False
+    try:
+        cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+        env.wait_ctr(cid, pb.CONTAINER_RUNNING)
+        os.kill(env.pod_info(pod)["vmmPid"], signal.SIGKILL)
+        evs = s.until([(cid, STOPPED), (pod, STOPPED)], {pod, cid}, timeout=60)
+        # (container then pod: the order rt_pod_mark_dead reports them in)
+        assert pairs(evs)[-2:] == [(cid, STOPPED), (pod, STOPPED)], pairs(evs)
+        last = evs[-1]
+        assert last.pod_sandbox_status.state == pb.SANDBOX_NOTREADY
+        assert [(c.id, c.state, c.exit_code) for c in last.containers_statuses] == [
+            (cid, pb.CONTAINER_EXITED, 137)]
+        # nothing more for them until they are removed
+        env.remove_pod(pod)
+        removed = True
+        evs = s.until([(cid, DELETED), (pod, DELETED)], {pod, cid}, timeout=60)
+        assert pairs(evs) == [(cid, DELETED), (pod, DELETED)], pairs(evs)
+    finally:
+        s.cancel()
+        if not removed:
+            env.remove_pod(pod)
 
 
 def test_stream_limit(pod_env):
