@@ -42,7 +42,6 @@ struct srv_call {
         pthread_mutex_t msg_lock;
         pthread_cond_t msg_cond;
         bool msg_pending, msg_ok, sent_initial;
-        grpc_byte_buffer *msg_buf;
         srv_call *stream_next; /* cri_grpc_server.streams */
         char method[256];
         int64_t deadline_ms;
@@ -110,8 +109,6 @@ static void call_free(srv_call *c)
                 grpc_byte_buffer_destroy(c->recv_buf);
         if (c->send_buf)
                 grpc_byte_buffer_destroy(c->send_buf);
-        if (c->msg_buf)
-                grpc_byte_buffer_destroy(c->msg_buf);
         pthread_mutex_destroy(&c->msg_lock);
         pthread_cond_destroy(&c->msg_cond);
         grpc_slice_unref(c->status_details);
@@ -226,8 +223,8 @@ int cri_grpc_stream_send(const cri_call_info *info, const uint8_t *msg, size_t l
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = buf;
         n++;
+        /* buf lives here until the batch completes: the sender waits for it */
         pthread_mutex_lock(&c->msg_lock);
-        c->msg_buf = buf;
         c->msg_pending = true;
         c->msg_ok = false;
         pthread_mutex_unlock(&c->msg_lock);
@@ -236,7 +233,6 @@ int cri_grpc_stream_send(const cri_call_info *info, const uint8_t *msg, size_t l
                 atomic_fetch_sub(&c->refs, 1);
                 pthread_mutex_lock(&c->msg_lock);
                 c->msg_pending = false;
-                c->msg_buf = NULL;
                 pthread_mutex_unlock(&c->msg_lock);
                 grpc_byte_buffer_destroy(buf);
                 return -ECANCELED;
@@ -247,7 +243,6 @@ int cri_grpc_stream_send(const cri_call_info *info, const uint8_t *msg, size_t l
         while (c->msg_pending)
                 pthread_cond_wait(&c->msg_cond, &c->msg_lock);
         bool ok = c->msg_ok;
-        buf = TAKE_PTR(c->msg_buf);
         pthread_mutex_unlock(&c->msg_lock);
         grpc_byte_buffer_destroy(buf);
         return ok ? 0 : -ECANCELED;

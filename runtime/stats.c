@@ -150,15 +150,11 @@ static bool proc_pss(int pid, uint64_t *ret)
         return false;
 }
 
-typedef struct ifstats_ctx {
-        rt_pod_stats *st;
-} ifstats_ctx;
-
 /* In the pod's network namespace: /proc/thread-self/net/dev is this
  * thread's namespace's (sysfs would still show the daemon's). */
 static int read_ifstats(void *ud, cc_error **ret_err)
 {
-        rt_pod_stats *st = ((ifstats_ctx *)ud)->st;
+        rt_pod_stats *st = ud;
         _cleanup_fclose_ FILE *f = fopen("/proc/thread-self/net/dev", "re");
         if (!f)
                 return cc_error_errno(ret_err, "/proc/thread-self/net/dev");
@@ -213,9 +209,8 @@ void rt_pod_host_stats(const rt_pod_info *p, rt_pod_stats *ret)
                 }
         }
         if (!p->host_network && p->netns_path && *p->netns_path) {
-                ifstats_ctx c = { ret };
                 _cleanup_error_ cc_error *err = NULL;
-                if (cni_netns_run(p->netns_path, read_ifstats, &c, &err) < 0) {
+                if (cni_netns_run(p->netns_path, read_ifstats, ret, &err) < 0) {
                         log_debug("pod=%.12s network stats: %s", p->id, err->msg);
                         ret->n_ifs = 0;
                 }
