@@ -32,6 +32,8 @@
 #define AGENT_RLIMITS_MAX 16
 #define AGENT_SHARED_DIR "/run/cocoon/shared"
 #define AGENT_RW_DIR "/run/cocoon/rw"
+#define AGENT_VIRTIOFS_WAIT_MS 5000 /* a hot-added virtio-fs device to show up */
+#define AGENT_RESEED_MAX 4096       /* ReseedRandomDev data */
 
 /* ---- global state -------------------------------------------------------- */
 

@@ -14,6 +14,7 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -327,8 +328,20 @@ int agent_mount_storage(const Grpc__Storage *s, bool *ret_mounted, cc_error **re
                 return cc_error_errno(ret_err, "mkdir %s", path);
         if (is_mountpoint(path))
                 return 0;
-        if (mount(strcmp(type, "tmpfs") == 0 ? "tmpfs" : s->source, path, type, flags, dl ? data : NULL) < 0)
-                return cc_error_errno(ret_err, "mount %s (%s) on %s", s->source ? s->source : "", type, path);
+        /* A VM started from a template gets its virtio-fs device hot-added
+         * as it resumes: until the guest has probed it, the tag is unknown
+         * (EINVAL). A booted VM has it from the start. */
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (mount(strcmp(type, "tmpfs") == 0 ? "tmpfs" : s->source, path, type, flags, dl ? data : NULL) < 0) {
+                struct timespec t;
+                clock_gettime(CLOCK_MONOTONIC, &t);
+                int64_t waited_ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+                if (errno != EINVAL || strcmp(type, "virtiofs") != 0 || waited_ms >= AGENT_VIRTIOFS_WAIT_MS)
+                        return cc_error_errno(ret_err, "mount %s (%s) on %s", s->source ? s->source : "", type,
+                                              path);
+                usleep(2000);
+        }
         log_debug("storage %s (%s) mounted on %s", s->source ? s->source : "", type, path);
         if (ret_mounted)
                 *ret_mounted = true;

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Guest housekeeping RPCs: SetGuestDateTime, GetGuestDetails, CopyFile,
- * OnlineCPUMem. */
+/* Guest housekeeping RPCs: SetGuestDateTime, ReseedRandomDev,
+ * GetGuestDetails, CopyFile, OnlineCPUMem. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -30,6 +32,47 @@ static void h_set_time(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud
                 struct timeval tv = { .tv_sec = req->sec, .tv_usec = req->usec };
                 if (settimeofday(&tv, NULL) < 0)
                         ttrpc_call_reply_status(call, TTRPC_CODE_INTERNAL, "settimeofday: %s", strerror(errno));
+                else
+                        agent_reply_empty(call);
+        }
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* A VM started from a template resumes with the template's kernel RNG
+ * state, shared by every other copy: the host's random bytes are mixed in
+ * (credited, as the host's getrandom is trusted like the rest of what it
+ * runs) and the CRNG reseeded from them at once. */
+static void h_reseed(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
+{
+        Grpc__ReseedRandomDevRequest *req =
+                (void *)agent_unpack(call, &grpc__reseed_random_dev_request__descriptor, pl, len);
+        if (!req)
+                return;
+        size_t n = req->data.len;
+        if (n == 0 || n > AGENT_RESEED_MAX) {
+                ttrpc_call_reply_status(call, TTRPC_CODE_INVALID_ARGUMENT, "reseed data must be 1..%d bytes",
+                                        AGENT_RESEED_MAX);
+        } else if (!agent.guest) {
+                agent_reply_empty(call); /* never touch the host's RNG */
+        } else {
+                struct rand_pool_info *rpi = malloc(sizeof(*rpi) + n);
+                _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+                int e = 0;
+                if (!rpi)
+                        e = ENOMEM;
+                else if (fd < 0)
+                        e = errno;
+                if (!e) {
+                        rpi->entropy_count = (int)(n * 8);
+                        rpi->buf_size = (int)n;
+                        memcpy(rpi->buf, req->data.data, n);
+                        if (ioctl(fd, RNDADDENTROPY, rpi) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+                                e = errno;
+                        explicit_bzero(rpi->buf, n);
+                }
+                free(rpi);
+                if (e)
+                        ttrpc_call_reply_status(call, TTRPC_CODE_INTERNAL, "reseed: %s", strerror(e));
                 else
                         agent_reply_empty(call);
         }
@@ -166,7 +209,8 @@ static void h_online(ttrpc_call *call, const uint8_t *pl, size_t len, void *ud)
 void agent_rpc_register_misc(ttrpc_server *s)
 {
         static const struct { const char *method; ttrpc_handler_fn fn; } tab[] = {
-                { "SetGuestDateTime", h_set_time }, { "GetGuestDetails", h_details },
+                { "SetGuestDateTime", h_set_time }, { "ReseedRandomDev", h_reseed },
+                { "GetGuestDetails", h_details },
                 { "CopyFile", h_copy }, { "OnlineCPUMem", h_online },
         };
         for (size_t i = 0; i < CC_ARRAY_SIZE(tab); i++)

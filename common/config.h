@@ -108,6 +108,7 @@ typedef struct cc_config {
                 int64_t agent_timeout;
                 bool console_log;
                 int64_t pool_size;
+                bool template_start; /* [vm] template */
         } vm;
         struct {
                 char *conf_dir;

@@ -268,6 +268,8 @@ char *cri_pod_verbose_info(cri_ctx *ctx, const rt_pod_info *p)
         json_object_object_add(o, "vcpus", json_object_new_int(p->vcpus));
         json_object_object_add(o, "memoryMiB", json_object_new_int(p->memory_mib));
         json_object_object_add(o, "accel", jstr(p->accel));
+        if (p->mode == RT_POD_VM)
+                json_object_object_add(o, "startedFrom", jstr(p->from_template ? "template" : "boot"));
         json_object_object_add(o, "netns", jstr(p->netns_path));
         json_object_object_add(o, "hostNetwork", json_object_new_boolean(p->host_network));
         json_object_object_add(o, "hostPID", json_object_new_boolean(p->host_pid));

@@ -541,6 +541,22 @@ int rt_agent_destroy_sandbox(rt_agent *a, int timeout_ms, cc_error **ret_err)
         return call_empty(a, "DestroySandbox", &req.base, timeout_ms, ret_err);
 }
 
+int rt_agent_set_time(rt_agent *a, int64_t sec, int64_t usec, int timeout_ms, cc_error **ret_err)
+{
+        Grpc__SetGuestDateTimeRequest req = GRPC__SET_GUEST_DATE_TIME_REQUEST__INIT;
+        req.sec = sec;
+        req.usec = usec;
+        return call_empty(a, "SetGuestDateTime", &req.base, timeout_ms, ret_err);
+}
+
+int rt_agent_reseed(rt_agent *a, const void *data, size_t len, int timeout_ms, cc_error **ret_err)
+{
+        Grpc__ReseedRandomDevRequest req = GRPC__RESEED_RANDOM_DEV_REQUEST__INIT;
+        req.data.data = (uint8_t *)data;
+        req.data.len = len;
+        return call_empty(a, "ReseedRandomDev", &req.base, timeout_ms, ret_err);
+}
+
 /* ---- containers ---------------------------------------------------------- */
 
 int rt_agent_create_container(rt_agent *a, const char *ctr_id, const Grpc__Spec *spec,

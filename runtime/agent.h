@@ -92,6 +92,10 @@ int rt_agent_create_sandbox(rt_agent *a, const rt_agent_sandbox *sb, int timeout
                             cc_error **ret_err);
 /* Asks the guest to stop everything and power off (the VM then exits). */
 int rt_agent_destroy_sandbox(rt_agent *a, int timeout_ms, cc_error **ret_err);
+/* The guest's wall clock, and new entropy for its CRNG: what a VM started
+ * from a template needs first (it resumes with the template's of both). */
+int rt_agent_set_time(rt_agent *a, int64_t sec, int64_t usec, int timeout_ms, cc_error **ret_err);
+int rt_agent_reseed(rt_agent *a, const void *data, size_t len, int timeout_ms, cc_error **ret_err);
 
 /* ---- containers -------------------------------------------------------------- */
 /* spec is borrowed (not freed). storages: extra per-container storages (may be

@@ -48,6 +48,7 @@ struct rt_pod {
         rt_pod_mode mode;
         int64_t created_at_ns;
         bool host_network, host_pid, host_ipc;
+        bool from_template; /* its VM started as a copy of the template (runtime/template.c) */
         bool creating;               /* RunPodSandbox in progress: invisible */
         int64_t boot_us[3];          /* rt_pod_vm_start's phases, for the debug log */
         bool removed;                /* out of the table; records gone */
@@ -131,6 +132,11 @@ struct rt_runtime {
         pthread_cond_t pool_cond;    /* a VM was taken; closing */
         bool pool_started;
 
+        /* the template pods start from (runtime/template.c); ready under lock */
+        bool tmpl_ready;
+        int tmpl_vcpus, tmpl_memory_mib;
+        char *tmpl_run_dir, *tmpl_dir, *tmpl_ram, *tmpl_state;
+
         rt_event_sub *event_subs;    /* runtime/events.c, under its own lock */
 };
 
@@ -205,6 +211,16 @@ void rt_pod_vm_adopt(rt_pod *p, rt_pod *pooled, cc_undo *undo);
 
 /* runtime/pool.c */
 int rt_pool_start(rt_runtime *rt, cc_error **ret_err);
+/* [vm] template (runtime/template.c): start builds the template in the
+ * background (after stopping one a killed cocoond left); rt_template_for
+ * says whether a VM of that size can start from it (paths owned by rt);
+ * remove deletes it (at exit, after the helper threads ended). */
+int rt_template_start(rt_runtime *rt, cc_error **ret_err);
+bool rt_template_for(rt_runtime *rt, int vcpus, int memory_mib, const char **ret_ram, const char **ret_state);
+void rt_template_remove(rt_runtime *rt);
+/* An fd for rt_agent_dial's cancel_fd: readable once the VMM exits (exit_fd)
+ * or the runtime closes; -1 if none could be made. */
+int rt_dial_cancel_fd(rt_runtime *rt, int exit_fd);
 rt_pod *rt_pool_take(rt_runtime *rt, int vcpus, int memory_mib); /* NULL: none fits */
 /* Starts a VM now as the pool boots them (sized for config, a netns with the
  * tap its NIC is on), for a pod to adopt like a pooled one: the pod sets up

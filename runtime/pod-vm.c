@@ -95,7 +95,7 @@ void rt_pod_vm_size(rt_runtime *rt, rt_pod *p)
 /* An fd for rt_agent_dial's cancel_fd that turns readable when the VMM exits
  * or the runtime closes (an epoll set over both is readable when either is);
  * -1 if it cannot be made (then the dial runs to its timeout). */
-static int dial_cancel_fd(rt_runtime *rt, int exit_fd)
+int rt_dial_cancel_fd(rt_runtime *rt, int exit_fd)
 {
         int ep = epoll_create1(EPOLL_CLOEXEC);
         if (ep < 0)
@@ -169,6 +169,12 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
         p->ops = ops;
         vmm_config vc;
         rt_vmm_config(rt, p, &vc);
+        /* a copy of the template, when one of this size is ready and the pod
+         * has the devices it has: one NIC (and the agent on virtio-serial) */
+        p->from_template = p->mode == RT_POD_VM && p->net && p->net->n_nics == 1 &&
+                           rt_template_for(rt, p->vcpus, p->memory_mib, &vc.template_ram, &vc.template_state);
+        if (p->from_template)
+                vc.boot_mode = VMM_TEMPLATE_CLONE;
         if (vmm_create(ops, &vc, &p->vmm, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s", ops->name);
         cc_undo_push(undo, undo_vmm, p, NULL);
@@ -190,7 +196,7 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
                  * clash with another VM makes QEMU fail to start, reported
                  * like any start failure. Untested on the CI machines (no
                  * /dev/vhost-vsock). */
-                if (access("/dev/vhost-vsock", R_OK | W_OK) == 0) {
+                if (!p->from_template && access("/dev/vhost-vsock", R_OK | W_OK) == 0) {
                         uint32_t cid = 0;
                         if (getrandom(&cid, sizeof(cid), 0) != sizeof(cid))
                                 return cc_error_errno(ret_err, "getrandom");
@@ -232,15 +238,30 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
 int rt_pod_vm_dial(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
 {
         const vmm_ops *ops = p->ops;
-        _cleanup_close_ int cancel = dial_cancel_fd(rt, ops->exit_fd ? ops->exit_fd(p->vmm) : -1);
+        _cleanup_close_ int cancel = rt_dial_cancel_fd(rt, ops->exit_fd ? ops->exit_fd(p->vmm) : -1);
         int64_t t_dial = mono_us();
         if (rt_agent_dial(&p->ep, rt->agent_timeout_ms, cancel, &p->agent, ret_err) < 0)
                 return cc_error_prefix(ret_err, "agent");
         cc_undo_push(undo, undo_agent, p, NULL);
         rt_agent_set_default_timeout(p->agent, RT_CALL_TIMEOUT_MS);
+        if (p->from_template) {
+                /* the copy resumed with the template's clock and CRNG state */
+                struct timespec now;
+                unsigned char seed[64];
+                clock_gettime(CLOCK_REALTIME, &now);
+                if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
+                        return cc_error_errno(ret_err, "getrandom");
+                int r = rt_agent_set_time(p->agent, now.tv_sec, now.tv_nsec / 1000, RT_CALL_TIMEOUT_MS, ret_err);
+                if (r == 0)
+                        r = rt_agent_reseed(p->agent, seed, sizeof(seed), RT_CALL_TIMEOUT_MS, ret_err);
+                explicit_bzero(seed, sizeof(seed));
+                if (r < 0)
+                        return cc_error_prefix(ret_err, "agent");
+        }
         int64_t t_end = mono_us(), *b = p->boot_us;
-        log_debug("pod=%.12s booted in %.1f ms: virtiofsd %.1f, %s start %.1f, agent ready %.1f "
-                  "(dialed %.1f ms after the start)", p->id, (t_end - b[0]) / 1e3, (b[1] - b[0]) / 1e3, ops->name,
+        log_debug("pod=%.12s %s in %.1f ms: virtiofsd %.1f, %s start %.1f, agent ready %.1f "
+                  "(dialed %.1f ms after the start)", p->id, p->from_template ? "started from the template" : "booted",
+                  (t_end - b[0]) / 1e3, (b[1] - b[0]) / 1e3, ops->name,
                   (b[2] - b[1]) / 1e3, (t_end - b[2]) / 1e3, (t_dial - b[2]) / 1e3);
         return 0;
 }
@@ -267,6 +288,7 @@ void rt_pod_vm_adopt(rt_pod *p, rt_pod *v, cc_undo *undo)
         memcpy(p->boot_us, v->boot_us, sizeof(p->boot_us));
         p->vcpus = v->vcpus;
         p->memory_mib = v->memory_mib;
+        p->from_template = v->from_template;
         cc_undo_push(undo, undo_vfsd, p, NULL);
         cc_undo_push(undo, undo_vmm, p, NULL);
         cc_undo_push(undo, undo_agent, p, NULL);
@@ -347,7 +369,7 @@ static void *reconnect_main(void *arg)
         /* Stop/Remove wait for the dial: the VMM and its exit fd stay put. */
         pthread_mutex_lock(&p->op_lock);
         const vmm_ops *ops = p->vmm ? vmm_get_ops(p->vmm) : NULL;
-        _cleanup_close_ int cancel = dial_cancel_fd(rt, ops && ops->exit_fd ? ops->exit_fd(p->vmm) : -1);
+        _cleanup_close_ int cancel = rt_dial_cancel_fd(rt, ops && ops->exit_fd ? ops->exit_fd(p->vmm) : -1);
         int r = p->vmm ? rt_agent_dial(&p->ep, rt->agent_timeout_ms, cancel, &a, &err)
                        : cc_error_set(&err, -ENOTCONN, "the pod was stopped");
         pthread_mutex_lock(&rt->lock);

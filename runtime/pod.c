@@ -671,6 +671,7 @@ static rt_pod_info *pod_info(rt_runtime *rt, rt_pod *p)
         i->host_network = p->host_network;
         i->host_pid = p->host_pid;
         i->host_ipc = p->host_ipc;
+        i->from_template = p->from_template;
         i->vmm_pid = p->mode == RT_POD_VM ? vmm_pid_of(p) : 0;
         i->agent_pid = p->mode == RT_POD_HOST ? vmm_pid_of(p) : 0;
         i->virtiofsd_pid = p->vfsd ? virtiofsd_pid(p->vfsd) : 0;

@@ -64,6 +64,7 @@ typedef struct rt_pod_info {
         char **extra_ips;                      /* NULL-terminated, never NULL */
         char *netns_path;                      /* "" for host network */
         bool host_network, host_pid, host_ipc;
+        bool from_template;
         /* verbose info */
         int vmm_pid, virtiofsd_pid, agent_pid; /* 0 if none */
         char *agent_endpoint;                  /* "unix:/...", "vsock:CID:PORT" */

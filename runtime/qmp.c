@@ -228,8 +228,53 @@ static int error_code(const char *cls)
         return -EIO;
 }
 
+/* Sends the first byte of data with fd attached (SCM_RIGHTS): QEMU takes
+ * the fd with the command it reads next (getfd). */
+static int send_with_fd(qmp *q, const char *data, int fd, cc_error **ret_err)
+{
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        memset(cbuf, 0, sizeof(cbuf));
+        struct iovec iov = { .iov_base = (void *)data, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                             .msg_controllen = sizeof(cbuf) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        ssize_t n;
+        do
+                n = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) {
+                int e = n < 0 ? errno : EIO;
+                q->broken = true;
+                return cc_error_set(ret_err, -e, "qmp: send fd: %s", strerror(e));
+        }
+        return 0;
+}
+
+static int execute(qmp *q, const char *cmd, json_object *args, int send_fd, int timeout_ms,
+                   json_object **ret_return, cc_error **ret_err);
+
 int qmp_execute(qmp *q, const char *cmd, json_object *args, int timeout_ms,
                 json_object **ret_return, cc_error **ret_err)
+{
+        return execute(q, cmd, args, -1, timeout_ms, ret_return, ret_err);
+}
+
+int qmp_getfd(qmp *q, const char *name, int fd, int timeout_ms, cc_error **ret_err)
+{
+        if (fd < 0)
+                return cc_error_set(ret_err, -EBADF, "qmp 'getfd': no fd");
+        _cleanup_json_ json_object *args = json_object_new_object();
+        if (!args || json_object_object_add(args, "fdname", json_object_new_string(name)) < 0)
+                return cc_error_set(ret_err, -ENOMEM, "qmp: out of memory");
+        return execute(q, "getfd", args, fd, timeout_ms, NULL, ret_err);
+}
+
+static int execute(qmp *q, const char *cmd, json_object *args, int send_fd, int timeout_ms,
+                   json_object **ret_return, cc_error **ret_err)
 {
         if (!q || q->broken)
                 return cc_error_set(ret_err, -ENOTCONN, "qmp '%s': not connected", cmd ? cmd : "?");
@@ -252,7 +297,13 @@ int qmp_execute(qmp *q, const char *cmd, json_object *args, int timeout_ms,
         if (!s || asprintf(&line, "%s\n", s) < 0)
                 return cc_error_set(ret_err, -ENOMEM, "qmp: out of memory");
         cc_error *err = NULL;
-        if (send_all(q, line, strlen(line), deadline, &err) < 0)
+        size_t off = 0;
+        if (send_fd >= 0) {
+                if (send_with_fd(q, line, send_fd, &err) < 0)
+                        goto fail;
+                off = 1;
+        }
+        if (send_all(q, line + off, strlen(line) - off, deadline, &err) < 0)
                 goto fail;
 
         for (;;) {

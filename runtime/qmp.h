@@ -40,6 +40,9 @@ int qmp_open_fd(int fd, int timeout_ms, qmp **ret, cc_error **ret_err);
  * hung up. */
 int qmp_execute(qmp *q, const char *cmd, json_object *args, int timeout_ms,
                 json_object **ret_return, cc_error **ret_err);
+/* getfd: hands fd (borrowed; QEMU gets its own copy) to QEMU under name,
+ * for a later command that takes "fd:name" (migrate). */
+int qmp_getfd(qmp *q, const char *name, int fd, int timeout_ms, cc_error **ret_err);
 /* Pops the oldest collected event (at most QMP_MAX_EVENTS are kept, older ones
  * are dropped); returns 0 and sets *ret, or -ENOENT when none is queued. */
 int qmp_next_event(qmp *q, json_object **ret);

@@ -617,6 +617,9 @@ int rt_runtime_open_opts(cc_config *cfg, image_db *images, rt_net *net, const rt
                 _cleanup_error_ cc_error *perr = NULL;
                 if (rt_pool_start(rt, &perr) < 0)
                         log_warn("pool: %s", perr->msg);
+                cc_error_free(TAKE_PTR(perr));
+                if (rt_template_start(rt, &perr) < 0)
+                        log_warn("template: %s", perr->msg);
         }
         log_debug("runtime: %zu pods, %zu containers reloaded", rt->n_pods, rt->n_ctrs);
         *ret = rt;
@@ -655,6 +658,7 @@ void rt_runtime_free(rt_runtime *rt)
                 pthread_cond_wait(&rt->cond, &rt->lock);
         pthread_mutex_unlock(&rt->lock);
         rt_pool_drain(rt);
+        rt_template_remove(rt);
         for (size_t i = 0; i < rt->n_ctrs; i++) {
                 rt_ctr_io_free(rt->ctrs[i]->io);
                 rt->ctrs[i]->io = NULL;

@@ -275,6 +275,8 @@ int rt_state_save_pod(rt_runtime *rt, rt_pod *p, cc_error **ret_err)
         add_bool(o, "host_network", p->host_network);
         add_bool(o, "host_pid", p->host_pid);
         add_bool(o, "host_ipc", p->host_ipc);
+        if (p->from_template)
+                add_bool(o, "from_template", true);
         add_i64(o, "vcpus", p->vcpus);
         add_i64(o, "memory_mib", p->memory_mib);
         if (p->ops)
@@ -330,7 +332,7 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
         const char *id = NULL, *cfg = NULL, *handler = "", *state = NULL, *mode = NULL, *backend = NULL;
         const char *lo_netns = NULL;
         int64_t created = 0, vcpus = 0, mem = 0;
-        bool hn = false, hp = false, hi = false;
+        bool hn = false, hp = false, hi = false, ft = false;
         if (cc_json_get_string(o, "id", false, &id, ret_err) < 0 ||
             cc_json_get_string(o, "config", false, &cfg, ret_err) < 0 ||
             cc_json_get_string(o, "runtime_handler", true, &handler, ret_err) < 0 ||
@@ -343,7 +345,8 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
             cc_json_get_int64(o, "memory_mib", true, &mem, ret_err) < 0 ||
             cc_json_get_bool(o, "host_network", true, &hn, ret_err) < 0 ||
             cc_json_get_bool(o, "host_pid", true, &hp, ret_err) < 0 ||
-            cc_json_get_bool(o, "host_ipc", true, &hi, ret_err) < 0)
+            cc_json_get_bool(o, "host_ipc", true, &hi, ret_err) < 0 ||
+            cc_json_get_bool(o, "from_template", true, &ft, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s", path);
         if (!cc_id_is_valid(id))
                 return bad(ret_err, path, "invalid id");
@@ -367,6 +370,7 @@ int rt_state_load_pod(rt_runtime *rt, const char *path, rt_pod **ret, json_objec
         p->host_network = hn;
         p->host_pid = hp;
         p->host_ipc = hi;
+        p->from_template = ft;
         p->vcpus = (int)vcpus;
         p->memory_mib = (int)mem;
         p->ops = backend ? rt_ops_by_name(rt, backend) : NULL;

@@ -21,8 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -53,6 +55,12 @@
  * slowing the boot (A/B, 10 boots each: same QEMU CPU time median). */
 #define QEMU_TCG_TB_MIB 64
 #define SAVE_VERSION 1
+/* a clone: loading the template's device state (~150 KB), and the guest
+ * picking up the hot-added virtio-fs device */
+#define QEMU_CLONE_LOAD_TIMEOUT_MS 10000
+/* a template: writing its device state */
+#define QEMU_TEMPLATE_SAVE_TIMEOUT_MS 30000
+#define QEMU_COPY_CHUNK (1 << 20)
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /* The lean kernel command line; each speed-up was measured by the guest boot
@@ -82,12 +90,16 @@ typedef struct qdev {
         uint32_t cid;
 } qdev;
 
+typedef struct qemu_vm qemu_vm;
 typedef struct qemu_vm {
         vmm_base base;
         char *id, *run_dir, *binary, *kernel, *initrd, *kernel_params;
         vmm_accel accel;
         int tb_size_mib, vcpus, memory_mib;
         bool console_log;
+        vmm_boot_mode boot_mode;
+        char *tmpl_ram, *tmpl_state;
+        int ram_fd, state_fd; /* a clone's, while it starts */
         qdev devs[QEMU_MAX_DEVICES];
         size_t n_devs;
 
@@ -234,6 +246,12 @@ static int check_config(const vmm_config *c, bool need_files, cc_error **ret_err
                 return cc_error_set(ret_err, -EINVAL, "qemu: binary must be an absolute path");
         if (c->accel != VMM_ACCEL_AUTO && c->accel != VMM_ACCEL_KVM && c->accel != VMM_ACCEL_TCG)
                 return cc_error_set(ret_err, -EINVAL, "qemu: unknown accelerator");
+        if (c->boot_mode != VMM_BOOT && c->boot_mode != VMM_TEMPLATE_MAKE && c->boot_mode != VMM_TEMPLATE_CLONE)
+                return cc_error_set(ret_err, -EINVAL, "qemu: unknown boot mode");
+        if (c->boot_mode != VMM_BOOT && !abs_path_ok(c->template_ram, PATH_MAX))
+                return cc_error_set(ret_err, -EINVAL, "qemu: template RAM must be an absolute path");
+        if (c->boot_mode == VMM_TEMPLATE_CLONE && !abs_path_ok(c->template_state, PATH_MAX))
+                return cc_error_set(ret_err, -EINVAL, "qemu: template state must be an absolute path");
         if (!need_files)
                 return 0;
         const char *bin = c->binary ? c->binary : QEMU_DEFAULT_BINARY;
@@ -261,6 +279,7 @@ static int qemu_create(const vmm_config *c, vmm **ret, cc_error **ret_err)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         v->base.ops = &vmm_qemu_ops;
         v->pidfd = -1;
+        v->ram_fd = v->state_fd = -1;
         bool oom = false;
         v->id = dup_or_null(c->id, &oom);
         v->run_dir = dup_or_null(c->run_dir, &oom);
@@ -273,6 +292,11 @@ static int qemu_create(const vmm_config *c, vmm **ret, cc_error **ret_err)
         v->vcpus = c->vcpus > 0 ? c->vcpus : 1;
         v->memory_mib = c->memory_mib > 0 ? c->memory_mib : 256;
         v->console_log = c->console_log;
+        v->boot_mode = c->boot_mode;
+        if (c->boot_mode != VMM_BOOT)
+                v->tmpl_ram = dup_or_null(c->template_ram, &oom);
+        if (c->boot_mode == VMM_TEMPLATE_CLONE)
+                v->tmpl_state = dup_or_null(c->template_state, &oom);
         if (!oom && (asprintf(&v->qmp_path, "%s/qmp.sock", c->run_dir) < 0 ||
                      asprintf(&v->log_path, "%s/qemu.log", c->run_dir) < 0 ||
                      asprintf(&v->console_path, "%s/console.log", c->run_dir) < 0))
@@ -293,10 +317,17 @@ static int qemu_add_device(vmm *vv, const vmm_device *d, cc_error **ret_err)
                                                      "not implemented)");
         if (v->n_devs >= QEMU_MAX_DEVICES)
                 return cc_error_set(ret_err, -E2BIG, "qemu: more than %d devices", QEMU_MAX_DEVICES);
+        if (v->boot_mode != VMM_BOOT && d->kind != VMM_DEV_FS && d->kind != VMM_DEV_SERIAL &&
+            d->kind != VMM_DEV_NET)
+                return cc_error_set(ret_err, -EOPNOTSUPP, "qemu: a template or clone has only virtio-fs, "
+                                                          "virtio-serial and network devices");
         qdev q = { .kind = d->kind, .fd = -1 };
         bool oom = false;
         switch (d->kind) {
         case VMM_DEV_FS:
+                if (v->boot_mode == VMM_TEMPLATE_MAKE)
+                        return cc_error_set(ret_err, -EOPNOTSUPP, "qemu: a template has no virtio-fs device "
+                                                                  "(its clones get one hot-added)");
                 /* virtiofs tags are at most 36 bytes */
                 if (!token_ok(d->fs.tag, 36))
                         return cc_error_set(ret_err, -EINVAL, "qemu: invalid virtio-fs tag");
@@ -310,14 +341,14 @@ static int qemu_add_device(vmm *vv, const vmm_device *d, cc_error **ret_err)
                 q.path = dup_or_null(d->fs.socket_path, &oom);
                 break;
         case VMM_DEV_NET:
-                if (d->net.tap_fd < 0)
+                /* a template's NIC has no backend: each clone brings its tap */
+                if (d->net.tap_fd < 0 && v->boot_mode != VMM_TEMPLATE_MAKE)
                         return cc_error_set(ret_err, -EBADF, "qemu: invalid tap fd");
                 if (!mac_ok(d->net.mac))
                         return cc_error_set(ret_err, -EINVAL, "qemu: invalid MAC address");
                 if (d->net.mtu != 0 && (d->net.mtu < 68 || d->net.mtu > 65535))
                         return cc_error_set(ret_err, -EINVAL, "qemu: invalid MTU %d", d->net.mtu);
-                q.fd = fcntl(d->net.tap_fd, F_DUPFD_CLOEXEC, 3);
-                if (q.fd < 0)
+                if (d->net.tap_fd >= 0 && (q.fd = fcntl(d->net.tap_fd, F_DUPFD_CLOEXEC, 3)) < 0)
                         return cc_error_errno(ret_err, "qemu: dup tap fd");
                 memcpy(q.mac, d->net.mac, sizeof(q.mac));
                 q.mac[17] = 0;
@@ -375,12 +406,15 @@ static bool has_kind(qemu_vm *v, vmm_device_kind k)
 /* Builds QEMU's argv for accelerator a (resolved: KVM or TCG). */
 static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
 {
-        bool memfd = has_kind(v, VMM_DEV_FS); /* vhost-user needs shared guest memory */
+        bool tmpl = v->boot_mode != VMM_BOOT, clone = v->boot_mode == VMM_TEMPLATE_CLONE;
+        /* vhost-user needs shared guest memory; a template's is in a file */
+        bool memfd = has_kind(v, VMM_DEV_FS) || tmpl;
         uint64_t tsc = a == VMM_ACCEL_TCG ? vmm_host_tsc_khz() : 0;
         _cleanup_free_ char *e_kernel = vmm_qemu_escape(v->kernel), *e_initrd = vmm_qemu_escape(v->initrd),
                             *e_qmp = vmm_qemu_escape(v->qmp_path),
-                            *e_console = vmm_qemu_escape(v->console_path);
-        if (!e_kernel || !e_initrd || !e_qmp || !e_console)
+                            *e_console = vmm_qemu_escape(v->console_path),
+                            *e_ram = vmm_qemu_escape(v->tmpl_ram ? v->tmpl_ram : "");
+        if (!e_kernel || !e_initrd || !e_qmp || !e_console || !e_ram)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
 
         /* kernel command line */
@@ -404,11 +438,16 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
          * under TCG) and finds the virtio-mmio devices on its command line,
          * where QEMU adds them (auto-kernel-cmdline), if the kernel takes
          * them there (Debian's cloud kernel does not). */
-        bool acpi = !(kf & VMM_KERNEL_MMIO_CMDLINE);
+        /* A template needs ACPI: the guest finds its PCIe host bridge (for
+         * the clones' hot-added virtio-fs) there; pcie_ports=native has it
+         * take the root port's hotplug itself (microvm's tables offer no
+         * _OSC). The clones inherit the booted guest, command line and all. */
+        bool acpi = tmpl || !(kf & VMM_KERNEL_MMIO_CMDLINE);
         size_t cmdline_max = QEMU_CMDLINE_MAX - (acpi ? 0 : QEMU_MMIO_ARG_MAX * (v->n_devs + 1));
         _cleanup_free_ char *cmdline = NULL;
-        if (asprintf(&cmdline, "%s%s %s%s%s%s", v->console_log ? "console=ttyS0 " : "", base_cmdline,
+        if (asprintf(&cmdline, "%s%s %s%s%s%s%s", v->console_log ? "console=ttyS0 " : "", base_cmdline,
                      v->console_log ? "8250.nr_uarts=1" : "8250.nr_uarts=0", tsc_opt,
+                     tmpl ? " pcie_ports=native" : "",
                      v->kernel_params && *v->kernel_params ? " " : "",
                      v->kernel_params ? v->kernel_params : "") < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
@@ -420,9 +459,9 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
         strv_addf(av, "-name");
         strv_addf(av, "cocoon-%s", v->id);
         strv_addf(av, "-M");
-        strv_addf(av, "microvm,%s,%s,isa-serial=%s%s%s", machine_opts,
+        strv_addf(av, "microvm,%s,%s,isa-serial=%s%s%s%s", machine_opts,
                   a == VMM_ACCEL_TCG && !tsc ? "pit=on" : "pit=off", v->console_log ? "on" : "off",
-                  acpi ? "" : ",acpi=off", memfd ? ",memory-backend=mem" : "");
+                  acpi ? "" : ",acpi=off", tmpl ? ",pcie=on" : "", memfd ? ",memory-backend=mem" : "");
         strv_addf(av, "-accel");
         if (a == VMM_ACCEL_KVM)
                 strv_addf(av, "kvm");
@@ -434,7 +473,15 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
         strv_addf(av, "%dM", v->memory_mib);
         strv_addf(av, "-smp");
         strv_addf(av, "%d", v->vcpus);
-        if (memfd) {
+        if (clone) {
+                /* the copy of the template's RAM start() made */
+                strv_addf(av, "-object");
+                strv_addf(av, "memory-backend-file,id=mem,size=%dM,mem-path=/proc/self/fd/%d,share=on",
+                          v->memory_mib, v->ram_fd);
+        } else if (tmpl) {
+                strv_addf(av, "-object");
+                strv_addf(av, "memory-backend-file,id=mem,size=%dM,mem-path=%s,share=on", v->memory_mib, e_ram);
+        } else if (memfd) {
                 strv_addf(av, "-object");
                 strv_addf(av, "memory-backend-memfd,id=mem,size=%dM,share=on", v->memory_mib);
         }
@@ -449,12 +496,14 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
         strv_addf(av, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
         strv_addf(av, "-msg");
         strv_addf(av, "timestamp=on");
-        strv_addf(av, "-kernel");
-        strv_addf(av, "%s", v->kernel);
-        strv_addf(av, "-initrd");
-        strv_addf(av, "%s", v->initrd);
-        strv_addf(av, "-append");
-        strv_addf(av, "%s", cmdline);
+        if (!clone) {
+                strv_addf(av, "-kernel");
+                strv_addf(av, "%s", v->kernel);
+                strv_addf(av, "-initrd");
+                strv_addf(av, "%s", v->initrd);
+                strv_addf(av, "-append");
+                strv_addf(av, "%s", cmdline);
+        }
         strv_addf(av, "-chardev");
         strv_addf(av, "socket,id=qmp,path=%s,server=on,wait=off", e_qmp);
         strv_addf(av, "-mon");
@@ -468,6 +517,14 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
         /* modern virtio-mmio: vhost-user-fs needs it, the rest is better off */
         strv_addf(av, "-global");
         strv_addf(av, "virtio-mmio.force-legacy=false");
+        if (tmpl) {
+                strv_addf(av, "-device");
+                strv_addf(av, "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=0");
+        }
+        if (clone) {
+                strv_addf(av, "-incoming");
+                strv_addf(av, "defer");
+        }
 
         bool serial_bus = false;
         int n_serial = 0;
@@ -480,12 +537,19 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
                         return cc_error_set(ret_err, -ENOMEM, "out of memory");
                 switch (d->kind) {
                 case VMM_DEV_FS:
+                        if (clone)
+                                break; /* hot-added once the template's state is loaded */
                         strv_addf(av, "-chardev");
                         strv_addf(av, "socket,id=fs%zu,path=%s", i, e_path);
                         strv_addf(av, "-device");
                         strv_addf(av, "vhost-user-fs-device,chardev=fs%zu,tag=%s,queue-size=1024", i, d->name);
                         break;
                 case VMM_DEV_NET:
+                        if (d->fd < 0) { /* a template's */
+                                strv_addf(av, "-device");
+                                strv_addf(av, "virtio-net-device,mac=%s", d->mac);
+                                break;
+                        }
                         strv_addf(av, "-netdev");
                         strv_addf(av, "tap,id=net%zu,fd=%d,vhost=off", i, d->fd);
                         strv_addf(av, "-device");
@@ -636,6 +700,215 @@ static int check_status(qemu_vm *v, const char **ret_status, cc_error **ret_err)
         return cc_error_set(ret_err, -EIO, "qemu: VM is in state '%s'", safe);
 }
 
+/* ---- templates ------------------------------------------------------------------ */
+
+static int qemu_stop(vmm *vv, int timeout_ms, cc_error **ret_err);
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Copies the template's RAM into the clone's memfd: only the data extents of
+ * the (sparse) file, the guest pages the template touched. */
+static int copy_ram(int from, int to, off_t size, cc_error **ret_err)
+{
+        _cleanup_free_ char *buf = malloc(QEMU_COPY_CHUNK);
+        if (!buf)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        off_t off = 0;
+        while (off < size) {
+                off_t data = lseek(from, off, SEEK_DATA);
+                if (data < 0 && errno == ENXIO)
+                        break;
+                if (data < 0)
+                        return cc_error_errno(ret_err, "template RAM: seek");
+                off_t hole = lseek(from, data, SEEK_HOLE);
+                if (hole < 0)
+                        return cc_error_errno(ret_err, "template RAM: seek");
+                if (hole > size)
+                        hole = size;
+                for (off = data; off < hole;) {
+                        size_t want = (size_t)CC_MIN((off_t)QEMU_COPY_CHUNK, hole - off);
+                        ssize_t n = pread(from, buf, want, off);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0)
+                                return n < 0 ? cc_error_errno(ret_err, "template RAM: read")
+                                             : cc_error_set(ret_err, -EIO, "template RAM: short file");
+                        for (ssize_t w = 0; w < n;) {
+                                ssize_t k = pwrite(to, buf + w, (size_t)(n - w), off + w);
+                                if (k < 0 && errno == EINTR)
+                                        continue;
+                                if (k < 0)
+                                        return cc_error_errno(ret_err, "clone RAM: write");
+                                w += k;
+                        }
+                        off += n;
+                }
+        }
+        return 0;
+}
+
+/* Before spawning a clone: its RAM (a memfd holding a copy of the template's,
+ * made after the spawn) and the template's device state, both inherited. */
+static int clone_open(qemu_vm *v, int *ret_tmpl_ram, cc_error **ret_err)
+{
+        _cleanup_close_ int from = open(v->tmpl_ram, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (from < 0)
+                return cc_error_errno(ret_err, "template RAM '%s'", v->tmpl_ram);
+        struct stat st;
+        if (fstat(from, &st) < 0)
+                return cc_error_errno(ret_err, "template RAM '%s'", v->tmpl_ram);
+        if (!S_ISREG(st.st_mode) || st.st_size != (off_t)v->memory_mib * 1024 * 1024)
+                return cc_error_set(ret_err, -EINVAL, "template RAM '%s' is not a %d MiB file", v->tmpl_ram,
+                                    v->memory_mib);
+        v->state_fd = open(v->tmpl_state, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (v->state_fd < 0)
+                return cc_error_errno(ret_err, "template state '%s'", v->tmpl_state);
+        v->ram_fd = memfd_create("cocoon-vm-ram", MFD_CLOEXEC);
+        if (v->ram_fd < 0)
+                return cc_error_errno(ret_err, "memfd for the VM's RAM");
+        if (ftruncate(v->ram_fd, st.st_size) < 0)
+                return cc_error_errno(ret_err, "memfd for the VM's RAM");
+        *ret_tmpl_ram = TAKE_FD(from);
+        return 0;
+}
+
+static void clone_close(qemu_vm *v)
+{
+        if (v->ram_fd >= 0)
+                close(v->ram_fd);
+        if (v->state_fd >= 0)
+                close(v->state_fd);
+        v->ram_fd = v->state_fd = -1;
+}
+
+/* After spawning a clone: load the template's device state, run, and hot-add
+ * the virtio-fs device into the root port (the guest's pciehp probes it;
+ * the agent's virtio-fs mount waits for its tag). */
+static int clone_resume(qemu_vm *v, cc_error **ret_err)
+{
+        _cleanup_json_ json_object *caps = json_tokener_parse(
+                "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}");
+        _cleanup_json_ json_object *inc = json_object_new_object();
+        char uri[32];
+        snprintf(uri, sizeof(uri), "fd:%d", v->state_fd);
+        if (!caps || !inc || json_object_object_add(inc, "uri", json_object_new_string(uri)) < 0)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        int r = qmp_execute(v->q, "migrate-set-capabilities", caps, QEMU_QMP_TIMEOUT_MS, NULL, ret_err);
+        if (r == 0)
+                r = qmp_execute(v->q, "migrate-incoming", inc, QEMU_QMP_TIMEOUT_MS, NULL, ret_err);
+        if (r < 0)
+                return r;
+        int64_t deadline = now_ms() + QEMU_CLONE_LOAD_TIMEOUT_MS;
+        for (;;) {
+                _cleanup_json_ json_object *st = NULL;
+                if ((r = qmp_execute(v->q, "query-status", NULL, QEMU_QMP_TIMEOUT_MS, &st, ret_err)) < 0)
+                        return r;
+                json_object *so = cc_json_get_typed(st, "status", json_type_string);
+                const char *status = so ? json_object_get_string(so) : "";
+                if (strcmp(status, "paused") == 0)
+                        break;
+                if (strcmp(status, "inmigrate") != 0)
+                        return cc_error_set(ret_err, -EIO, "loading the template failed (VM state '%.32s')",
+                                            status);
+                if (now_ms() > deadline)
+                        return cc_error_set(ret_err, -ETIMEDOUT, "loading the template took over %d ms",
+                                            QEMU_CLONE_LOAD_TIMEOUT_MS);
+                usleep(1000);
+        }
+        if ((r = qmp_execute(v->q, "cont", NULL, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0)
+                return r;
+        for (size_t i = 0; i < v->n_devs; i++) {
+                qdev *d = &v->devs[i];
+                if (d->kind != VMM_DEV_FS)
+                        continue;
+                char id[16];
+                snprintf(id, sizeof(id), "fs%zu", i);
+                _cleanup_json_ json_object *ch = json_object_new_object(), *be = json_object_new_object(),
+                                           *data = json_object_new_object(), *addr = json_object_new_object(),
+                                           *ad = json_object_new_object(), *dev = json_object_new_object();
+                if (!ch || !be || !data || !addr || !ad || !dev)
+                        return cc_error_set(ret_err, -ENOMEM, "out of memory");
+                json_object_object_add(ad, "path", json_object_new_string(d->path));
+                json_object_object_add(addr, "type", json_object_new_string("unix"));
+                json_object_object_add(addr, "data", json_object_get(ad));
+                json_object_object_add(data, "addr", json_object_get(addr));
+                json_object_object_add(data, "server", json_object_new_boolean(false));
+                json_object_object_add(be, "type", json_object_new_string("socket"));
+                json_object_object_add(be, "data", json_object_get(data));
+                json_object_object_add(ch, "id", json_object_new_string(id));
+                json_object_object_add(ch, "backend", json_object_get(be));
+                json_object_object_add(dev, "driver", json_object_new_string("vhost-user-fs-pci"));
+                json_object_object_add(dev, "id", json_object_new_string(id));
+                json_object_object_add(dev, "chardev", json_object_new_string(id));
+                json_object_object_add(dev, "tag", json_object_new_string(d->name));
+                json_object_object_add(dev, "queue-size", json_object_new_int(1024));
+                json_object_object_add(dev, "bus", json_object_new_string("rp0"));
+                if ((r = qmp_execute(v->q, "chardev-add", ch, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0 ||
+                    (r = qmp_execute(v->q, "device_add", dev, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0)
+                        return cc_error_prefix(ret_err, "hot-add virtio-fs '%s'", d->name);
+                break; /* one root port */
+        }
+        return 0;
+}
+
+static int qemu_template_save(vmm *vv, const char *state_path, cc_error **ret_err)
+{
+        qemu_vm *v = (qemu_vm *)vv;
+        if (v->boot_mode != VMM_TEMPLATE_MAKE)
+                return cc_error_set(ret_err, -EINVAL, "qemu %s: not a template", v->id);
+        if (!v->running || !v->q)
+                return cc_error_set(ret_err, -ESRCH, "qemu %s: not running", v->id);
+        _cleanup_close_ int fd = open(state_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return cc_error_errno(ret_err, "template state '%s'", state_path);
+        _cleanup_json_ json_object *caps = json_tokener_parse(
+                "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}");
+        _cleanup_json_ json_object *mig = json_tokener_parse("{\"uri\": \"fd:state\"}");
+        if (!caps || !mig)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        int r;
+        if ((r = qmp_execute(v->q, "stop", NULL, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0 ||
+            (r = qmp_execute(v->q, "migrate-set-capabilities", caps, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0 ||
+            (r = qmp_getfd(v->q, "state", fd, QEMU_QMP_TIMEOUT_MS, ret_err)) < 0 ||
+            (r = qmp_execute(v->q, "migrate", mig, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0)
+                goto fail;
+        int64_t deadline = now_ms() + QEMU_TEMPLATE_SAVE_TIMEOUT_MS;
+        for (;;) {
+                _cleanup_json_ json_object *st = NULL;
+                if ((r = qmp_execute(v->q, "query-migrate", NULL, QEMU_QMP_TIMEOUT_MS, &st, ret_err)) < 0)
+                        goto fail;
+                json_object *so = cc_json_get_typed(st, "status", json_type_string);
+                const char *status = so ? json_object_get_string(so) : "";
+                if (strcmp(status, "completed") == 0)
+                        break;
+                if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+                        json_object *eo = cc_json_get_typed(st, "error-desc", json_type_string);
+                        r = cc_error_set(ret_err, -EIO, "saving the template failed: %.200s",
+                                         eo ? json_object_get_string(eo) : status);
+                        goto fail;
+                }
+                if (now_ms() > deadline) {
+                        r = cc_error_set(ret_err, -ETIMEDOUT, "saving the template took over %d ms",
+                                         QEMU_TEMPLATE_SAVE_TIMEOUT_MS);
+                        goto fail;
+                }
+                usleep(2000);
+        }
+        if (fsync(fd) < 0) {
+                r = cc_error_errno(ret_err, "template state '%s'", state_path);
+                goto fail;
+        }
+        return qemu_stop(vv, 0, ret_err);
+fail:
+        (void)unlink(state_path);
+        return cc_error_prefix(ret_err, "qemu %s", v->id);
+}
+
 static int qemu_start(vmm *vv, cc_error **ret_err)
 {
         qemu_vm *v = (qemu_vm *)vv;
@@ -646,7 +919,7 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
                          .initrd = v->initrd, .accel = v->accel };
         _cleanup_undo_ cc_undo undo = CC_UNDO_INIT;
         _cleanup_strv_free_ char **argv = NULL;
-        _cleanup_close_ int logfd = -1, ino = -1;
+        _cleanup_close_ int logfd = -1, ino = -1, tmpl_ram = -1;
         cc_error *err = NULL;
         int r = check_config(&c, true, &err);
         if (r < 0)
@@ -691,6 +964,9 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
         for (char **s = v->sockets; *s; s++)
                 (void)unlink(*s);
 
+        bool clone = v->boot_mode == VMM_TEMPLATE_CLONE;
+        if (clone && (r = clone_open(v, &tmpl_ram, &err)) < 0)
+                goto out;
         strv av = { 0 };
         r = build_argv(v, a, &av, &err);
         argv = av.v;
@@ -712,11 +988,15 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
                 goto out;
         }
 
-        int keep[QEMU_MAX_DEVICES];
+        int keep[QEMU_MAX_DEVICES + 2];
         int n_keep = 0;
         for (size_t i = 0; i < v->n_devs; i++)
-                if (v->devs[i].kind == VMM_DEV_NET)
+                if (v->devs[i].kind == VMM_DEV_NET && v->devs[i].fd >= 0)
                         keep[n_keep++] = v->devs[i].fd;
+        if (clone) {
+                keep[n_keep++] = v->ram_fd;
+                keep[n_keep++] = v->state_fd;
+        }
         cc_spawn_opts so = CC_SPAWN_OPTS_INIT;
         so.stdout_fd = logfd;
         so.stderr_fd = logfd;
@@ -758,12 +1038,18 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
                 goto out;
         }
 
+        /* a clone's RAM, copied while QEMU starts (it maps the memfd as it
+         * is; the guest runs only after the copy) */
+        if (clone && (r = copy_ram(tmpl_ram, v->ram_fd, (off_t)v->memory_mib * 1024 * 1024, &err)) < 0)
+                goto out;
         r = vmm_wait_file(ino, v->run_dir, "qmp.sock", v->pidfd, QEMU_START_TIMEOUT_MS, &err);
         if (r == 0)
                 r = qmp_connect(v->qmp_path, QEMU_QMP_TIMEOUT_MS, &v->q, &err);
-        if (r == 0)
+        if (r == 0 && clone)
+                r = clone_resume(v, &err);
+        if (r == 0 && !clone)
                 r = check_status(v, NULL, &err);
-        if (r == 0)
+        if (r == 0 && !clone)
                 r = qmp_execute(v->q, "cont", NULL, QEMU_QMP_TIMEOUT_MS, NULL, &err);
         if (r < 0) {
                 /* QEMU failing on its own closes QMP while it exits: give it a
@@ -777,12 +1063,14 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
                         close(v->devs[i].fd);
                         v->devs[i].fd = -1;
                 }
+        clone_close(v);
         set_endpoint(v);
         v->running = true;
         cc_undo_disarm(&undo);
         log_debug("qemu %s: pid %d, accel %s", v->id, (int)v->proc.pid, accel_name(a));
         return 0;
 out:
+        clone_close(v);
         cc_error_prefix(&err, "start VM %s", v->id);
         return cc_error_propagate(ret_err, err);
 }
@@ -1032,6 +1320,9 @@ static void vm_free(vmm *vv)
                         close(v->devs[i].fd);
         }
         cc_strv_free(v->sockets);
+        clone_close(v);
+        free(v->tmpl_ram);
+        free(v->tmpl_state);
         free(v->id);
         free(v->run_dir);
         free(v->binary);
@@ -1058,6 +1349,7 @@ const vmm_ops vmm_qemu_ops = {
         .exit_fd = qemu_exit_fd,
         .alive = qemu_alive,
         .pid = qemu_pid,
+        .template_save = qemu_template_save,
         .save = qemu_save,
         .load = qemu_load,
         .free = vm_free,

@@ -87,6 +87,13 @@ int vmm_agent_endpoint(vmm *v, vmm_endpoint *ret, cc_error **ret_err)
         return OPS(v)->agent_endpoint(v, ret, ret_err);
 }
 
+int vmm_template_save(vmm *v, const char *state_path, cc_error **ret_err)
+{
+        if (!v || !OPS(v)->template_save)
+                return unsupported(v, "template_save", ret_err);
+        return OPS(v)->template_save(v, state_path, ret_err);
+}
+
 void vmm_free(vmm *v)
 {
         if (v && OPS(v)->free)

@@ -60,6 +60,20 @@ typedef struct vmm_device {
         };
 } vmm_device;
 
+/* How the VM gets going (the QEMU backend; others only boot).
+ * VMM_TEMPLATE_MAKE boots a VM to be saved as a template (vmm_template_save):
+ * its RAM in the file template_ram, a PCIe root port to hot-add into, no
+ * virtio-fs device (QEMU 7.2 cannot save one), a NIC without a backend.
+ * VMM_TEMPLATE_CLONE starts from that template instead of booting: a copy of
+ * its RAM, its device state loaded from template_state, then the virtio-fs
+ * device hot-added. Template and clone must have the same size and the same
+ * devices other than virtio-fs (one agent port, at most one NIC). */
+typedef enum vmm_boot_mode {
+        VMM_BOOT,
+        VMM_TEMPLATE_MAKE,
+        VMM_TEMPLATE_CLONE,
+} vmm_boot_mode;
+
 typedef struct vmm_config {
         const char *id;            /* sandbox id (names sockets, logs) */
         const char *run_dir;       /* per-pod directory for sockets and the console log */
@@ -73,6 +87,9 @@ typedef struct vmm_config {
         int vcpus;
         int memory_mib;
         bool console_log;          /* guest console → <run_dir>/console.log */
+        vmm_boot_mode boot_mode;
+        const char *template_ram;   /* VMM_TEMPLATE_MAKE, _CLONE */
+        const char *template_state; /* VMM_TEMPLATE_CLONE */
 } vmm_config;
 
 /* Where the agent listens, from the host's side. */
@@ -104,6 +121,9 @@ typedef struct vmm_ops {
         /* Process id of the VMM (for PodSandboxStatus verbose info). */
         int (*pid)(vmm *v);
         int (*save)(vmm *v, json_object **ret, cc_error **ret_err);
+        /* VMM_TEMPLATE_MAKE only: pauses the VM, writes its device state to
+         * state_path (RAM stays in template_ram) and stops it. */
+        int (*template_save)(vmm *v, const char *state_path, cc_error **ret_err);
         int (*load)(const vmm_config *c, json_object *saved, vmm **ret, cc_error **ret_err);
         /* Frees memory; does not stop a running VMM (see stop). */
         void (*free)(vmm *v);
@@ -120,6 +140,7 @@ int vmm_stop(vmm *v, int timeout_ms, cc_error **ret_err);
 int vmm_pause(vmm *v, cc_error **ret_err);
 int vmm_resume(vmm *v, cc_error **ret_err);
 int vmm_agent_endpoint(vmm *v, vmm_endpoint *ret, cc_error **ret_err);
+int vmm_template_save(vmm *v, const char *state_path, cc_error **ret_err);
 void vmm_free(vmm *v);
 const vmm_ops *vmm_get_ops(vmm *v);
 

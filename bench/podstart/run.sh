@@ -10,14 +10,17 @@
 # BUILDDIR holds cocoond, cocoonctl and agent/cocoon-agent (default: .).
 # See bench/podstart/README.md. Environment knobs (defaults in brackets):
 #   ROUNDS [10]     timed pod starts per daemon (after WARMUP [1] untimed)
-#   MEM_PODS [10]   idle pods for the memory figure; SETTLE [10] seconds
+#   MEM_PODS [10]   idle pods for the memory figure (0: none); SETTLE [10] seconds
 #   KERNEL, INITRD  guest images [the test guest built under BUILDDIR, as
 #                   tests/integration/test_agent_guest.py builds it]
 #   NET [bridge]    bridge: both daemons get a CNI bridge + host-local
 #                   network (Debian's plugins); none: cocoond gets no CNI
 #                   config (loopback only; containerd keeps the bridge: its
 #                   CRI plugin cannot run pods without one)
-#   ONLY [""]       cocoond, pooled or containerd: run one of them only
+#   ONLY [""]       cocoond, template, pooled or containerd: run one only
+#   TEMPLATE [1]    0: skip "template", cocoond with [vm] template = true,
+#                   whose pods start as copies of a booted VM (idle memory
+#                   measured too: the copies' RAM is their own)
 #   POOL [1]        0: skip "pooled", cocoond with [vm] pool_size = 1, whose
 #                   pods start once a pooled VM waits (no idle-memory part:
 #                   its pods are cocoond's)
@@ -61,6 +64,12 @@ start_pooled() { # DIR
         CRIENV_VM_EXTRA="pool_size = 1" crienv_start_cocoond "$1" /run/pss.XXXXXX "${LOGLEVEL:-info}"
 }
 
+# cocoond with [vm] template: each pod starts as a copy of a booted VM
+start_template() { # DIR
+        [ "$NET" = none ] || crienv_cni_bridge "$1/cni-conf" podbench-pbcc0 pbcc0 10.231.0.0/24 "$1/cni-conf/ipam"
+        CRIENV_VM_EXTRA="template = true" crienv_start_cocoond "$1" /run/pss.XXXXXX "${LOGLEVEL:-info}"
+}
+
 start_containerd() { # DIR
         crienv_cni_bridge "$1/cni-conf" podbench-pbct0 pbct0 10.232.0.0/24 "$1/cni-conf/ipam"
         crienv_start_containerd "$1"
@@ -75,20 +84,21 @@ bench_one() { # NAME
         echo "== $name: $WARMUP warm-up + $ROUNDS timed pod starts" >&2
         local extra=()
         [ "$name" != pooled ] || extra=(--wait-pool "$d/root")
+        [ "$name" != template ] || extra=(--wait-template)
         out=$("$PY" "$CLIENT" podstart --stubs "$STUBS" --rounds "$ROUNDS" --warmup "$WARMUP" --image "$IMAGE" \
                 --logdir "$d/logs" "${extra[@]}" "unix://$SOCK" 2>&1) || crienv_fail "$name: pod start" "$out"
         grep -E '^(WARMUP|ROUND)' <<<"$out" | sed "s/^/   $name /" >&2
         # LOGLEVEL=debug: cocoond's own phase times for each boot
-        [ "$name" = containerd ] || grep -o 'pod=.* booted in .*' "$LOG" | sed "s/^/   $name /" >&2 || true
+        [ "$name" = containerd ] || grep -Eo 'pod=.* (booted|started from the template) in .*' "$LOG" | sed "s/^/   $name /" >&2 || true
         R[$name/accel]=$(sed -n 's/^ACCEL //p' <<<"$out")
         line=$(grep '^RESULT' <<<"$out")
         for k in run_s create_s start_s total_s min_s max_s; do R[$name/$k]=$(get "$k" "$line"); done
-        if [ "$name" = pooled ]; then # idle pods cost what cocoond's do
+        if [ "$name" = pooled ] || [ "$MEM_PODS" = 0 ]; then # pooled: idle pods cost what cocoond's do
                 crienv_stop_daemon "$d"
                 return
         fi
         kind=cocoon
-        [ "$name" = cocoond ] || kind=containerd
+        [ "$name" = cocoond ] || [ "$name" = template ] || kind=containerd
         echo "== $name: $MEM_PODS idle pods, PSS after ${SETTLE}s" >&2
         out=$("$PY" "$CLIENT" mem --stubs "$STUBS" --pods "$MEM_PODS" --settle "$SETTLE" --kind "$kind" \
                 --image "$IMAGE" --logdir "$d/logs" "unix://$SOCK" 2>&1) || crienv_fail "$name: idle pods" "$out"
@@ -107,9 +117,10 @@ echo "   image $IMAGE (busybox-static, one layer, id $IMAGE_ID) present before t
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews TCG boots)"
 echo
 
-for n in cocoond pooled containerd; do
+for n in cocoond template pooled containerd; do
         [ -z "$ONLY" ] || [ "$ONLY" = "$n" ] || continue
         [ "$n" != pooled ] || [ "${POOL:-1}" = 1 ] || continue
+        [ "$n" != template ] || [ "${TEMPLATE:-1}" = 1 ] || continue
         bench_one "$n"
 done
 echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -119,7 +130,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 printf '%-11s | %9s %9s %9s %9s | %7s %7s | %s\n' daemon "run s" "create s" "start s" "total s" "min s" "max s" \
         "PSS/idle pod MiB (mean, min-max)"
 printf '%s\n' "---------------------------------------------------------------------------------------------------"
-for n in cocoond pooled containerd; do
+for n in cocoond template pooled containerd; do
         [ -n "${R[$n/total_s]:-}" ] || continue
         mem="(as cocoond)"
         [ -z "${R[$n/mean_pss_kib]:-}" ] ||
@@ -129,7 +140,7 @@ for n in cocoond pooled containerd; do
 done
 echo
 echo "   medians of $ROUNDS; PSS: cocoond = QEMU + virtiofsd per pod, containerd = shim + pause + container"
-for n in cocoond containerd; do
+for n in cocoond template containerd; do
         [ -n "${R[$n/split_kib]:-}" ] || continue
         echo "   $n PSS per process, mean KiB: ${R[$n/split_kib]}${R[$n/accel]:+; VM accel: ${R[$n/accel]}}"
 done
@@ -141,6 +152,12 @@ if [ -n "${R[cocoond/total_s]:-}" ]; then
                 ok=$(awk -v r="$r" 'BEGIN { print (r <= 4) ? "met" : "NOT met" }')
                 printf '   pod start: %ss / %ss = %sx containerd (goal <= 4x under TCG): %s\n' \
                         "${R[cocoond/total_s]}" "${R[containerd/total_s]}" "$r" "$ok"
+                if [ -n "${R[template/total_s]:-}" ]; then
+                        r=$(ratio "${R[template/total_s]}" "${R[containerd/total_s]}")
+                        ok=$(awk -v r="$r" 'BEGIN { print (r <= 4) ? "met" : "NOT met" }')
+                        printf '   pod start from the template (template = true): %ss / %ss = %sx containerd: %s\n' \
+                                "${R[template/total_s]}" "${R[containerd/total_s]}" "$r" "$ok"
+                fi
                 if [ -n "${R[pooled/total_s]:-}" ]; then
                         r=$(ratio "${R[pooled/total_s]}" "${R[containerd/total_s]}")
                         ok=$(awk -v r="$r" 'BEGIN { print (r <= 4) ? "met" : "NOT met" }')
@@ -148,7 +165,14 @@ if [ -n "${R[cocoond/total_s]:-}" ]; then
                                 "${R[pooled/total_s]}" "${R[containerd/total_s]}" "$r" "$ok"
                 fi
         fi
-        p=$(mib "${R[cocoond/mean_pss_kib]}")
-        ok=$(awk -v p="$p" 'BEGIN { print (p <= 120) ? "met" : "NOT met" }')
-        printf '   PSS per idle pod: %s MiB = %s of the 120 MiB goal: %s\n' "$p" "$(ratio "$p" 120)" "$ok"
+        if [ -n "${R[cocoond/mean_pss_kib]:-}" ]; then
+                p=$(mib "${R[cocoond/mean_pss_kib]}")
+                ok=$(awk -v p="$p" 'BEGIN { print (p <= 120) ? "met" : "NOT met" }')
+                printf '   PSS per idle pod: %s MiB = %s of the 120 MiB goal: %s\n' "$p" "$(ratio "$p" 120)" "$ok"
+        fi
+        if [ -n "${R[template/mean_pss_kib]:-}" ]; then
+                p=$(mib "${R[template/mean_pss_kib]}")
+                ok=$(awk -v p="$p" 'BEGIN { print (p <= 120) ? "met" : "NOT met" }')
+                printf '   PSS per idle pod started from the template: %s MiB: %s\n' "$p" "$ok"
+        fi
 fi

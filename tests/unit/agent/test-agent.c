@@ -714,6 +714,16 @@ static void test_invalid(void **state)
         assert_int_equal(err->grpc, TTRPC_CODE_INVALID_ARGUMENT);
         cc_error_free(err);
         assert_int_equal(remove_ctr("c7"), 0);
+        /* ReseedRandomDev: 1..4096 bytes; on the host (not a guest) it
+         * accepts them and leaves the host's RNG alone */
+        static uint8_t seed[5000];
+        Grpc__ReseedRandomDevRequest rs = GRPC__RESEED_RANDOM_DEV_REQUEST__INIT;
+        assert_int_equal(call("ReseedRandomDev", &rs.base, NULL, NULL), TTRPC_CODE_INVALID_ARGUMENT);
+        rs.data.data = seed;
+        rs.data.len = sizeof(seed);
+        assert_int_equal(call("ReseedRandomDev", &rs.base, NULL, NULL), TTRPC_CODE_INVALID_ARGUMENT);
+        rs.data.len = 64;
+        assert_int_equal(call("ReseedRandomDev", &rs.base, NULL, NULL), 0);
 }
 
 static void test_malformed_frame(void **state)

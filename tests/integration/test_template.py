@@ -1,0 +1,179 @@
+"""Pods started from a template (`[vm] template`, runtime/template.c): cocoond
+boots one VM of the default size, saves its device state (its RAM stays in a
+file), and each pod of that size starts as a copy of it: its own copy of the
+RAM, the template's device state loaded, its virtiofsd hot-added into a PCIe
+root port, the guest's clock set and its CRNG reseeded. Real VMs (TCG here),
+the lean guest kernel (`make guest`, PCIe hotplug) and Debian's CNI bridge
+plugin."""
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from pods import RPC_TIMEOUT, PodEnv, assert_no_bridge, pb, procs_mentioning, skip_reason, wait_until
+
+pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
+
+
+def gone_or_zombie(pid):
+    """Exited (a killed cocoond's children are reaped by whoever inherits
+    them, maybe never: a pidfd turns readable once the process is gone)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    finally:
+        os.close(fd)
+
+
+def template_dirs(env):
+    return [env.root_dir / "template", env.state_dir / "template"]
+
+
+def template_qemus():
+    return [p for p, c in procs_mentioning("cocoon-template").items()
+            if "qemu-system" in c and not gone_or_zombie(p)]
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = PodEnv.start_env(vm_extra="template = true\n")
+    yield e
+    e.remove_all()
+    e.close()
+    # a clean exit removes the template's files; its QEMU exited when saved
+    for d in template_dirs(e):
+        assert not d.exists(), "%s left behind" % d
+    assert not template_qemus()
+    e.cleanup_dirs()
+    assert_no_bridge(e)
+
+
+@pytest.fixture(autouse=True)
+def clean_after(env):
+    yield
+    env.ensure_running()
+    env.remove_all()
+
+
+def status_info(env):
+    return json.loads(env.rt.Status(pb.StatusRequest(verbose=True), timeout=RPC_TIMEOUT).info["runtime"])
+
+
+def wait_template(env, timeout=120):
+    wait_until(lambda: status_info(env)["vm_template"]["ready"], timeout, "the template VM saved")
+
+
+def exec_ok(env, cid, script, timeout=30):
+    r = env.rt.ExecSync(pb.ExecSyncRequest(container_id=cid, timeout=timeout, cmd=["sh", "-c", script]),
+                        timeout=timeout + 30)
+    out = r.stdout.decode()
+    assert r.exit_code == 0, "%s: %s%s" % (script, out, r.stderr.decode())
+    return out
+
+
+def test_pod_starts_from_the_template_and_works(env):
+    wait_template(env)
+    info = status_info(env)
+    assert info["vm_template"] == {"enabled": True, "ready": True}
+    ram = env.root_dir / "template" / "ram"
+    assert ram.is_file() and (env.root_dir / "template" / "state").is_file()
+    assert not template_qemus(), "the template's QEMU still runs after it was saved"
+    t0 = time.monotonic()
+    pod, cfg = env.run_pod("copy")
+    took = time.monotonic() - t0
+    pinfo = env.pod_info(pod)
+    assert pinfo["startedFrom"] == "template"
+    cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+    env.wait_ctr(cid, pb.CONTAINER_RUNNING)
+    # the rootfs came through the hot-added virtio-fs device: the image's
+    # files, and writes to the container's own layer
+    out = exec_ok(env, cid, "echo written > /tmp/w && cat /tmp/w && ls /bin/busybox && date +%s")
+    assert "written" in out and "/bin/busybox" in out
+    # the guest clock was set from the host's, not left at the template's
+    guest_now = int(out.split()[-1])
+    assert abs(guest_now - time.time()) < 10, "guest clock %d vs host %d" % (guest_now, time.time())
+    # the NIC got the pod's MAC and address, and reaches the bridge
+    out = exec_ok(env, cid, "cat /sys/class/net/eth0/address; ip -4 addr show eth0; "
+                            "ping -c 1 -W 5 $(ip route | awk '/default/ {print $3}')")
+    status = env.pod_status(pod).status
+    assert status.network.ip and status.network.ip in out
+    veth = subprocess.run(["nsenter", "--net=" + pinfo["netns"], "ip", "-o", "link", "show", "eth0"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "link/ether " + out.split()[0] in veth, "guest NIC is not the veth's address: %s" % veth
+    assert " 0% packet loss" in out
+    # the copy's RAM is its own, not the template's file
+    maps = open("/proc/%d/maps" % pinfo["vmmPid"]).read()
+    assert str(ram) not in maps
+    env.remove_pod(pod)
+    env.assert_pod_gone(pod, pinfo)
+    print("RunPodSandbox from the template: %.3f s" % took)
+
+
+def test_copies_are_independent_and_reseeded(env):
+    wait_template(env)
+    pods = [env.run_pod("twin%d" % i) for i in range(2)]
+    outs = []
+    for i, (pod, cfg) in enumerate(pods):
+        assert env.pod_info(pod)["startedFrom"] == "template"
+        cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+        exec_ok(env, cid, "echo twin%d > /tmp/who" % i)
+        outs.append((cid, exec_ok(env, cid, "cat /tmp/who; head -c 32 /dev/urandom | od -An -tx1")))
+    assert outs[0][1].split()[0] == "twin0" and outs[1][1].split()[0] == "twin1"
+    # Both resumed with the template's CRNG state and ran the same steps
+    # since: without the reseed they would read the same bytes.
+    assert outs[0][1].split()[1:] != outs[1][1].split()[1:]
+    for pod, _ in pods:
+        env.remove_pod(pod)
+
+
+def test_pod_of_another_size_boots(env):
+    wait_template(env)
+    cfg = env.pod_config("sized")
+    cfg.linux.resources.CopyFrom(pb.LinuxContainerResources(cpu_period=100000, cpu_quota=200000,
+                                                            memory_limit_in_bytes=192 << 20))
+    pod = env.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=RPC_TIMEOUT).pod_sandbox_id
+    env.created.append(pod)
+    info = env.pod_info(pod)
+    assert info["startedFrom"] == "boot"
+    cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+    assert "ok" in exec_ok(env, cid, "echo ok")
+    env.remove_pod(pod)
+    env.assert_pod_gone(pod, info)
+
+
+def test_a_killed_cocoond_keeps_the_copies_and_rebuilds_the_template(env):
+    wait_template(env)
+    pod, cfg = env.run_pod("survivor")
+    cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+    assert env.pod_info(pod)["startedFrom"] == "template"
+    env.restart(signal.SIGKILL)
+    # the pod and its container live on, and still say where they came from
+    assert env.pod_status(pod).status.state == pb.SANDBOX_READY
+    assert env.pod_info(pod)["startedFrom"] == "template"
+    assert "alive" in exec_ok(env, cid, "echo alive")
+    # the new cocoond builds a template of its own; only one QEMU at a time
+    wait_template(env)
+    assert not template_qemus()
+    pod2, cfg2 = env.run_pod("after")
+    assert env.pod_info(pod2)["startedFrom"] == "template"
+    cid2 = env.run_ctr(pod2, cfg2, "c", ["sleep", "3600"])
+    assert "ok" in exec_ok(env, cid2, "echo ok")
+
+
+def test_killed_while_the_template_boots_leaves_no_qemu(env):
+    """cocoond SIGKILLed while the template VM boots: the next cocoond stops
+    that QEMU (its record) before building its own."""
+    env.restart(signal.SIGKILL)
+    wait_until(lambda: template_qemus(), 30, "the template's QEMU started")
+    old = template_qemus()
+    env.restart(signal.SIGKILL)
+    wait_until(lambda: all(gone_or_zombie(p) for p in old), 30, "the old template QEMU gone")
+    wait_template(env)
+    assert not template_qemus()
