@@ -441,13 +441,16 @@ static int build_argv(qemu_vm *v, vmm_accel a, strv *av, cc_error **ret_err)
         /* A template needs ACPI: the guest finds its PCIe host bridge (for
          * the clones' hot-added virtio-fs) there; pcie_ports=native has it
          * take the root port's hotplug itself (microvm's tables offer no
-         * _OSC). The clones inherit the booted guest, command line and all. */
+         * _OSC), and pcie_link_delay=0 (guest/patches/0003) spares each
+         * hot-plugged device 120 ms of waiting for an emulated link. The
+         * clones inherit the booted guest, command line and all. */
         bool acpi = tmpl || !(kf & VMM_KERNEL_MMIO_CMDLINE);
         size_t cmdline_max = QEMU_CMDLINE_MAX - (acpi ? 0 : QEMU_MMIO_ARG_MAX * (v->n_devs + 1));
         _cleanup_free_ char *cmdline = NULL;
         if (asprintf(&cmdline, "%s%s %s%s%s%s%s", v->console_log ? "console=ttyS0 " : "", base_cmdline,
                      v->console_log ? "8250.nr_uarts=1" : "8250.nr_uarts=0", tsc_opt,
-                     tmpl ? " pcie_ports=native" : "",
+                     !tmpl ? "" : kf & VMM_KERNEL_PCIE_LINK_DELAY ? " pcie_ports=native pcie_link_delay=0"
+                                                                 : " pcie_ports=native",
                      v->kernel_params && *v->kernel_params ? " " : "",
                      v->kernel_params ? v->kernel_params : "") < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");

@@ -320,6 +320,7 @@ static unsigned kernel_scan(int fd, size_t size)
                 { "virtio_mmio.device", sizeof("virtio_mmio.device"), VMM_KERNEL_MMIO_CMDLINE },
                 { "lapic_timer_khz", sizeof("lapic_timer_khz"), VMM_KERNEL_LAPIC_KHZ },
                 { "keep_initmem", sizeof("keep_initmem"), VMM_KERNEL_KEEP_INITMEM },
+                { "pcie_link_delay", sizeof("pcie_link_delay"), VMM_KERNEL_PCIE_LINK_DELAY },
         };
         void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED)

@@ -161,5 +161,6 @@ enum {
         VMM_KERNEL_MMIO_CMDLINE = 1 << 0, /* virtio_mmio.device=: devices without ACPI */
         VMM_KERNEL_LAPIC_KHZ = 1 << 1,    /* lapic_timer_khz= (guest/patches/0001) */
         VMM_KERNEL_KEEP_INITMEM = 1 << 2, /* keep_initmem (guest/patches/0002) */
+        VMM_KERNEL_PCIE_LINK_DELAY = 1 << 3, /* pcie_link_delay= (guest/patches/0003) */
 };
 unsigned vmm_kernel_features(const char *path);
