@@ -370,7 +370,7 @@ static const key_desc keys[] = {
         BOOL("vm.console_log", vm.console_log, true, "keep the guest console in a log file per pod"),
         INT("vm.pool_size", vm.pool_size, 0, 0, 64,
             "VMs booted ahead of RunPodSandbox (default size, one NIC); 0 = none"),
-        BOOL("vm.template", vm.template_start, false,
+        BOOL("vm.template", vm.template_start, true,
              "start pods of the default size (one NIC, no vsock) from a booted template VM instead of booting"),
 
         STR("cni.conf_dir", cni.conf_dir, "/etc/cni/net.d", check_abs_path, "CNI network configurations"),

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,12 +22,86 @@ extern char **environ;
 
 static void fa_free(posix_spawn_file_actions_t *fa) { posix_spawn_file_actions_destroy(fa); }
 
+/* fork + exec for what posix_spawn cannot do (a parent-death signal). The
+ * child only makes async-signal-safe calls; an exec failure comes back
+ * through a close-on-exec pipe. */
+static int spawn_forked(const char *path, char *const argv[], const cc_spawn_opts *opts, pid_t *ret_pid)
+{
+        int pfd[2];
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return errno;
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid < 0) {
+                int e = errno;
+                close(pfd[0]);
+                close(pfd[1]);
+                return e;
+        }
+        if (pid == 0) {
+                int e = 0;
+                sigset_t empty;
+                sigemptyset(&empty);
+                for (int sig = 1; sig < NSIG; sig++)
+                        signal(sig, SIG_DFL);
+                sigprocmask(SIG_SETMASK, &empty, NULL);
+                if (opts->new_session && setsid() < 0)
+                        e = errno;
+                if (!e && prctl(PR_SET_PDEATHSIG, opts->pdeath_signal) < 0)
+                        e = errno;
+                if (!e && getppid() != parent)
+                        _exit(127); /* the parent is already gone */
+                int fds[3] = { opts->stdin_fd, opts->stdout_fd, opts->stderr_fd };
+                for (int i = 0; !e && i < 3; i++) {
+                        int fd = fds[i] >= 0 ? fds[i] : open("/dev/null", i == 0 ? O_RDONLY : O_WRONLY);
+                        if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
+                                e = errno;
+                }
+                for (int i = 0; !e && i < opts->n_keep_fds; i++)
+                        if (fcntl(opts->keep_fds[i], F_SETFD, 0) < 0)
+                                e = errno;
+                if (!e && opts->cwd && chdir(opts->cwd) < 0)
+                        e = errno;
+                if (!e) {
+                        execve(path, argv, opts->envp ? opts->envp : environ);
+                        e = errno;
+                }
+                ssize_t n = write(pfd[1], &e, sizeof(e));
+                (void)n;
+                _exit(127);
+        }
+        close(pfd[1]);
+        int e = 0;
+        ssize_t n;
+        do
+                n = read(pfd[0], &e, sizeof(e));
+        while (n < 0 && errno == EINTR);
+        close(pfd[0]);
+        if (n == sizeof(e) && e != 0) {
+                (void)waitpid(pid, NULL, 0);
+                return e;
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
 int cc_spawn(const char *path, char *const argv[], const cc_spawn_opts *opts, cc_proc *ret,
              cc_error **ret_err)
 {
         cc_spawn_opts def = CC_SPAWN_OPTS_INIT;
         if (!opts)
                 opts = &def;
+        if (opts->pdeath_signal) {
+                pid_t pid = -1;
+                int e = spawn_forked(path, argv, opts, &pid);
+                if (e)
+                        return cc_error_set(ret_err, -e, "spawn '%s': %s", path, strerror(e));
+                cc_proc p = { .pid = pid };
+                (void)cc_proc_start_time(pid, &p.start_time);
+                if (ret)
+                        *ret = p;
+                return 0;
+        }
         posix_spawn_file_actions_t fa __attribute__((cleanup(fa_free)));
         posix_spawnattr_t attr;
         posix_spawn_file_actions_init(&fa);

@@ -16,9 +16,12 @@ typedef struct cc_spawn_opts {
         bool new_session;                   /* setsid(): outlives our process group */
         char *const *envp;                  /* NULL: inherit environ */
         const char *cwd;                    /* NULL: inherit (applied via posix_spawn_file_actions_addchdir_np) */
+        /* Signal the child gets when the calling thread exits (or the whole
+         * process dies): for a helper that must not outlive its user. */
+        int pdeath_signal;
 } cc_spawn_opts;
 
-#define CC_SPAWN_OPTS_INIT { -1, -1, -1, NULL, 0, false, NULL, NULL }
+#define CC_SPAWN_OPTS_INIT { -1, -1, -1, NULL, 0, false, NULL, NULL, 0 }
 
 typedef struct cc_proc {
         pid_t pid;

@@ -133,7 +133,7 @@ struct rt_runtime {
         bool pool_started;
 
         /* the template pods start from (runtime/template.c); ready under lock */
-        bool tmpl_ready;
+        bool tmpl_ready, tmpl_building;
         int tmpl_vcpus, tmpl_memory_mib;
         char *tmpl_run_dir, *tmpl_dir, *tmpl_ram, *tmpl_state;
 
@@ -211,11 +211,13 @@ void rt_pod_vm_adopt(rt_pod *p, rt_pod *pooled, cc_undo *undo);
 
 /* runtime/pool.c */
 int rt_pool_start(rt_runtime *rt, cc_error **ret_err);
-/* [vm] template (runtime/template.c): start builds the template in the
- * background (after stopping one a killed cocoond left); rt_template_for
- * says whether a VM of that size can start from it (paths owned by rt);
- * remove deletes it (at exit, after the helper threads ended). */
+/* [vm] template (runtime/template.c): start clears what a killed cocoond
+ * left (its template QEMU, files); kick builds the template in the
+ * background, once (the first VM pod calls it); rt_template_for says whether
+ * a VM of that size can start from it (paths owned by rt); remove deletes it
+ * (at exit, after the helper threads ended). */
 int rt_template_start(rt_runtime *rt, cc_error **ret_err);
+void rt_template_kick(rt_runtime *rt);
 bool rt_template_for(rt_runtime *rt, int vcpus, int memory_mib, const char **ret_ram, const char **ret_state);
 void rt_template_remove(rt_runtime *rt);
 /* An fd for rt_agent_dial's cancel_fd: readable once the VMM exits (exit_fd)

@@ -173,6 +173,8 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
          * has the devices it has: one NIC (and the agent on virtio-serial) */
         p->from_template = p->mode == RT_POD_VM && p->net && p->net->n_nics == 1 &&
                            rt_template_for(rt, p->vcpus, p->memory_mib, &vc.template_ram, &vc.template_state);
+        if (p->mode == RT_POD_VM)
+                rt_template_kick(rt);
         if (p->from_template)
                 vc.boot_mode = VMM_TEMPLATE_CLONE;
         if (vmm_create(ops, &vc, &p->vmm, ret_err) < 0)

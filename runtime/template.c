@@ -2,7 +2,9 @@
 /* The template ([vm] template): pods start as copies of one booted VM
  * instead of booting their own.
  *
- * At start cocoond boots one VM of the default size (VMM_TEMPLATE_MAKE: its
+ * When the first VM pod starts (rt_template_kick: a cocoond that never runs
+ * one spends nothing on it), cocoond boots in the background one VM of the
+ * default size (VMM_TEMPLATE_MAKE: its
  * RAM in <root>/template/ram, a PCIe root port, no virtio-fs device, a NIC
  * without a backend), waits until its agent answers, hangs up, and saves the
  * device state (<root>/template/state, ~150 KB; the RAM is already in the
@@ -141,6 +143,7 @@ static int build(rt_runtime *rt, cc_error **ret_err)
                 goto fail;
         vmm_free(v);
         pthread_mutex_lock(&rt->lock);
+        rt->tmpl_building = false;
         rt->tmpl_vcpus = vcpus;
         rt->tmpl_memory_mib = memory_mib;
         rt->tmpl_ready = !rt->closing;
@@ -159,6 +162,8 @@ static void *template_main(void *arg)
         _cleanup_error_ cc_error *err = NULL;
         int64_t t0 = rt_now_ns();
         if (build(rt, &err) < 0) {
+                /* not retried: what failed once (a kernel without PCIe
+                 * hotplug, no space) fails again */
                 log_warn("template: %s; pods boot their VMs", err->msg);
                 (void)cc_rm_rf(rt->tmpl_dir, NULL);
         } else {
@@ -182,7 +187,24 @@ int rt_template_start(rt_runtime *rt, cc_error **ret_err)
         sweep(rt);
         (void)cc_rm_rf(rt->tmpl_run_dir, NULL);
         (void)cc_rm_rf(rt->tmpl_dir, NULL);
-        return rt_thread_start(rt, template_main, rt, ret_err);
+        return 0;
+}
+
+void rt_template_kick(rt_runtime *rt)
+{
+        if (!rt->tmpl_dir)
+                return;
+        pthread_mutex_lock(&rt->lock);
+        bool start = !rt->tmpl_building && !rt->tmpl_ready && !rt->closing;
+        rt->tmpl_building |= start;
+        pthread_mutex_unlock(&rt->lock);
+        _cleanup_error_ cc_error *err = NULL;
+        if (start && rt_thread_start(rt, template_main, rt, &err) < 0) {
+                log_warn("template: %s", err->msg);
+                pthread_mutex_lock(&rt->lock);
+                rt->tmpl_building = false;
+                pthread_mutex_unlock(&rt->lock);
+        }
 }
 
 bool rt_template_for(rt_runtime *rt, int vcpus, int memory_mib, const char **ret_ram, const char **ret_state)

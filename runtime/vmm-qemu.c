@@ -1007,6 +1007,10 @@ static int qemu_start(vmm *vv, cc_error **ret_err)
         so.n_keep_fds = n_keep;
         so.new_session = true;
         so.cwd = "/";
+        /* a template lives only while the thread that builds it does: a
+         * cocoond killed meanwhile takes it along */
+        if (v->boot_mode == VMM_TEMPLATE_MAKE)
+                so.pdeath_signal = SIGKILL;
         if (cc_log_enabled(CC_LOG_DEBUG)) {
                 /* one line, for reproducing a boot by hand */
                 size_t len = 0;

@@ -1,6 +1,7 @@
-"""Pods started from a template (`[vm] template`, runtime/template.c): cocoond
-boots one VM of the default size, saves its device state (its RAM stays in a
-file), and each pod of that size starts as a copy of it: its own copy of the
+"""Pods started from a template (`[vm] template`, runtime/template.c): once
+the first VM pod starts, cocoond boots one VM of the default size in the
+background and saves its device state (its RAM stays in a file), and each
+later pod of that size starts as a copy of it: its own copy of the
 RAM, the template's device state loaded, its virtiofsd hot-added into a PCIe
 root port, the guest's clock set and its CRNG reseeded. Real VMs (TCG here),
 the lean guest kernel (`make guest`, PCIe hotplug) and Debian's CNI bridge
@@ -36,9 +37,11 @@ def template_dirs(env):
     return [env.root_dir / "template", env.state_dir / "template"]
 
 
-def template_qemus():
+def template_qemus(env):
+    """This cocoond's template QEMUs (its socket under our state dir)."""
+    mine = "%s/template/" % env.state_dir
     return [p for p, c in procs_mentioning("cocoon-template").items()
-            if "qemu-system" in c and not gone_or_zombie(p)]
+            if "qemu-system" in c and mine in c and not gone_or_zombie(p)]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def env():
     # a clean exit removes the template's files; its QEMU exited when saved
     for d in template_dirs(e):
         assert not d.exists(), "%s left behind" % d
-    assert not template_qemus()
+    assert not template_qemus(e)
     e.cleanup_dirs()
     assert_no_bridge(e)
 
@@ -67,6 +70,10 @@ def status_info(env):
 
 
 def wait_template(env, timeout=120):
+    """The template is built once a VM pod has started: start one if need be."""
+    if not status_info(env)["vm_template"]["ready"]:
+        pod, _ = env.run_pod("primer")
+        env.remove_pod(pod)
     wait_until(lambda: status_info(env)["vm_template"]["ready"], timeout, "the template VM saved")
 
 
@@ -78,13 +85,24 @@ def exec_ok(env, cid, script, timeout=30):
     return out
 
 
+def test_no_template_until_a_vm_pod_runs_then_the_first_pod_boots(env):
+    env.restart(signal.SIGTERM)
+    time.sleep(2)
+    assert status_info(env)["vm_template"] == {"enabled": True, "ready": False}
+    assert not (env.root_dir / "template").exists() and not template_qemus(env)
+    pod, _ = env.run_pod("first")
+    assert env.pod_info(pod)["startedFrom"] == "boot"
+    wait_until(lambda: status_info(env)["vm_template"]["ready"], 120, "the template VM saved")
+    env.remove_pod(pod)
+
+
 def test_pod_starts_from_the_template_and_works(env):
     wait_template(env)
     info = status_info(env)
     assert info["vm_template"] == {"enabled": True, "ready": True}
     ram = env.root_dir / "template" / "ram"
     assert ram.is_file() and (env.root_dir / "template" / "state").is_file()
-    assert not template_qemus(), "the template's QEMU still runs after it was saved"
+    assert not template_qemus(env), "the template's QEMU still runs after it was saved"
     t0 = time.monotonic()
     pod, cfg = env.run_pod("copy")
     took = time.monotonic() - t0
@@ -158,9 +176,9 @@ def test_a_killed_cocoond_keeps_the_copies_and_rebuilds_the_template(env):
     assert env.pod_status(pod).status.state == pb.SANDBOX_READY
     assert env.pod_info(pod)["startedFrom"] == "template"
     assert "alive" in exec_ok(env, cid, "echo alive")
-    # the new cocoond builds a template of its own; only one QEMU at a time
+    # the new cocoond builds a template of its own once a VM pod starts
     wait_template(env)
-    assert not template_qemus()
+    assert not template_qemus(env)
     pod2, cfg2 = env.run_pod("after")
     assert env.pod_info(pod2)["startedFrom"] == "template"
     cid2 = env.run_ctr(pod2, cfg2, "c", ["sleep", "3600"])
@@ -168,12 +186,14 @@ def test_a_killed_cocoond_keeps_the_copies_and_rebuilds_the_template(env):
 
 
 def test_killed_while_the_template_boots_leaves_no_qemu(env):
-    """cocoond SIGKILLed while the template VM boots: the next cocoond stops
-    that QEMU (its record) before building its own."""
+    """cocoond SIGKILLed while the template VM boots: that QEMU dies with it
+    (a parent-death signal), and the next cocoond builds its own."""
     env.restart(signal.SIGKILL)
-    wait_until(lambda: template_qemus(), 30, "the template's QEMU started")
-    old = template_qemus()
+    pod, _ = env.run_pod("kick")
+    wait_until(lambda: template_qemus(env), 30, "the template's QEMU started")
+    old = template_qemus(env)
     env.restart(signal.SIGKILL)
-    wait_until(lambda: all(gone_or_zombie(p) for p in old), 30, "the old template QEMU gone")
+    wait_until(lambda: all(gone_or_zombie(p) for p in old), 10, "the old template QEMU gone")
+    env.remove_pod(pod)
     wait_template(env)
-    assert not template_qemus()
+    assert not template_qemus(env)
