@@ -64,8 +64,8 @@ crienv_paths() { # BUILDDIR
 crienv_check_tools() {
         local f p
         [ "$(id -u)" = 0 ] || die "must run as root"
-        case $ONLY in "" | cocoond | pooled | template | containerd) ;;
-        *) die "ONLY must be cocoond, pooled, template or containerd" ;; esac
+        case $ONLY in "" | cocoond | boot | pooled | containerd) ;;
+        *) die "ONLY must be cocoond, boot, pooled or containerd" ;; esac
         if [ "$ONLY" != containerd ]; then
                 for f in "$COCOOND" "$COCOONCTL" "$AGENT"; do
                         [ -x "$f" ] || die "$f not found: build it (make)"
