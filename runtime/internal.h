@@ -133,7 +133,8 @@ struct rt_runtime {
         bool pool_started;
 
         /* the template pods start from (runtime/template.c); ready under lock */
-        bool tmpl_ready, tmpl_building;
+        bool tmpl_ready, tmpl_building, tmpl_failed;
+        int tmpl_discards;
         int tmpl_vcpus, tmpl_memory_mib;
         char *tmpl_run_dir, *tmpl_dir, *tmpl_ram, *tmpl_state;
 
@@ -218,6 +219,9 @@ int rt_pool_start(rt_runtime *rt, cc_error **ret_err);
  * (at exit, after the helper threads ended). */
 int rt_template_start(rt_runtime *rt, cc_error **ret_err);
 void rt_template_kick(rt_runtime *rt);
+/* A copy could not start from it: pods boot until it is built again (by the
+ * next kick; up to a few times). */
+void rt_template_discard(rt_runtime *rt);
 bool rt_template_for(rt_runtime *rt, int vcpus, int memory_mib, const char **ret_ram, const char **ret_state);
 void rt_template_remove(rt_runtime *rt);
 /* An fd for rt_agent_dial's cancel_fd: readable once the VMM exits (exit_fd)

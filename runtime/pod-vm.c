@@ -146,40 +146,11 @@ static int64_t mono_us(void)
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
+/* The pod's VMM, created (nothing runs yet) with its devices. */
+static int vm_create(rt_pod *p, const vmm_ops *ops, const vmm_config *vc, cc_error **ret_err)
 {
-        const cc_config *cfg = rt->cfg;
-        /* phase times for the debug log: where a slow pod start goes */
-        int64_t t0 = mono_us(), t_fs = t0, t_vmm;
-        if (p->mode == RT_POD_VM) {
-                rt_pod_vm_size(rt, p);
-                virtiofsd_config vc = {
-                        .binary = cfg->vm.virtiofsd,
-                        .shared_dir = p->share_dir,
-                        .run_dir = p->run_dir,
-                };
-                if (virtiofsd_start(&vc, &p->vfsd, ret_err) < 0)
-                        return cc_error_prefix(ret_err, "virtiofsd");
-                cc_undo_push(undo, undo_vfsd, p, NULL);
-                if (virtiofsd_save(p->vfsd, &p->vfsd_j, ret_err) < 0)
-                        return cc_error_prefix(ret_err, "virtiofsd");
-                t_fs = mono_us();
-        }
-        const vmm_ops *ops = p->mode == RT_POD_VM ? rt->vm_ops : rt->host_ops;
-        p->ops = ops;
-        vmm_config vc;
-        rt_vmm_config(rt, p, &vc);
-        /* a copy of the template, when one of this size is ready and the pod
-         * has the devices it has: one NIC (and the agent on virtio-serial) */
-        p->from_template = p->mode == RT_POD_VM && p->net && p->net->n_nics == 1 &&
-                           rt_template_for(rt, p->vcpus, p->memory_mib, &vc.template_ram, &vc.template_state);
-        if (p->mode == RT_POD_VM)
-                rt_template_kick(rt);
-        if (p->from_template)
-                vc.boot_mode = VMM_TEMPLATE_CLONE;
-        if (vmm_create(ops, &vc, &p->vmm, ret_err) < 0)
+        if (vmm_create(ops, vc, &p->vmm, ret_err) < 0)
                 return cc_error_prefix(ret_err, "%s", ops->name);
-        cc_undo_push(undo, undo_vmm, p, NULL);
         if (p->mode == RT_POD_VM) {
                 _cleanup_free_ char *agent_sock = NULL;
                 if (asprintf(&agent_sock, "%s/agent.sock", p->run_dir) < 0)
@@ -217,10 +188,62 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
                                 return cc_error_prefix(ret_err, "%s: NIC %s", ops->name, nic->tap);
                 }
         }
-        if (vmm_start(p->vmm, ret_err) < 0) {
-                if (ret_err) /* a virtiofsd that failed is why QEMU could not connect */
-                        virtiofsd_explain(p->vfsd, ret_err);
-                return cc_error_prefix(ret_err, "%s", ops->name);
+        return 0;
+}
+
+int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
+{
+        const cc_config *cfg = rt->cfg;
+        /* phase times for the debug log: where a slow pod start goes */
+        int64_t t0 = mono_us(), t_fs = t0, t_vmm;
+        if (p->mode == RT_POD_VM) {
+                rt_pod_vm_size(rt, p);
+                virtiofsd_config vc = {
+                        .binary = cfg->vm.virtiofsd,
+                        .shared_dir = p->share_dir,
+                        .run_dir = p->run_dir,
+                };
+                if (virtiofsd_start(&vc, &p->vfsd, ret_err) < 0)
+                        return cc_error_prefix(ret_err, "virtiofsd");
+                cc_undo_push(undo, undo_vfsd, p, NULL);
+                if (virtiofsd_save(p->vfsd, &p->vfsd_j, ret_err) < 0)
+                        return cc_error_prefix(ret_err, "virtiofsd");
+                t_fs = mono_us();
+        }
+        const vmm_ops *ops = p->mode == RT_POD_VM ? rt->vm_ops : rt->host_ops;
+        p->ops = ops;
+        vmm_config vc;
+        rt_vmm_config(rt, p, &vc);
+        /* a copy of the template, when one of this size is ready and the pod
+         * has the devices it has: one NIC (and the agent on virtio-serial) */
+        p->from_template = p->mode == RT_POD_VM && p->net && p->net->n_nics == 1 &&
+                           rt_template_for(rt, p->vcpus, p->memory_mib, &vc.template_ram, &vc.template_state);
+        if (p->mode == RT_POD_VM)
+                rt_template_kick(rt);
+        if (p->from_template)
+                vc.boot_mode = VMM_TEMPLATE_CLONE;
+        if (vm_create(p, ops, &vc, ret_err) < 0)
+                return -EIO;
+        cc_undo_push(undo, undo_vmm, p, NULL);
+        cc_error *serr = NULL;
+        if (vmm_start(p->vmm, &serr) < 0 && p->from_template) {
+                /* a template this QEMU cannot load (upgraded since?): boot,
+                 * and have the template built again */
+                log_warn("pod=%.12s: cannot start from the template (%s); booting its VM", p->id, serr->msg);
+                cc_error_free(TAKE_PTR(serr));
+                rt_template_discard(rt);
+                rt_template_kick(rt);
+                vmm_free(TAKE_PTR(p->vmm));
+                p->from_template = false;
+                vc.boot_mode = VMM_BOOT;
+                if (vm_create(p, ops, &vc, ret_err) < 0)
+                        return -EIO;
+                (void)vmm_start(p->vmm, &serr);
+        }
+        if (serr) {
+                virtiofsd_explain(p->vfsd, &serr); /* a virtiofsd that failed is why QEMU could not connect */
+                cc_error_prefix(&serr, "%s", ops->name);
+                return cc_error_propagate(ret_err, serr);
         }
         t_vmm = mono_us();
         if (ops->save && ops->save(p->vmm, &p->vmm_j, ret_err) < 0)

@@ -39,6 +39,10 @@
 #include "runtime/vmm-proc.h"
 #include "runtime/vmm.h"
 
+/* a template that copies could not start from (rt_template_discard) is
+ * built again, this many times at most */
+#define TEMPLATE_MAX_DISCARDS 3
+
 /* Stops the template QEMU a killed cocoond left running, if any: found by
  * its command line (its name and its QMP socket under this cocoond's state
  * directory), as it may have been killed before anything was recorded. */
@@ -108,6 +112,10 @@ static int build(rt_runtime *rt, cc_error **ret_err)
         if (r < 0 || (r = cc_mkdir_p(rt->tmpl_run_dir, 0700, ret_err)) < 0 ||
             (r = cc_mkdir_p(rt->tmpl_dir, 0700, ret_err)) < 0)
                 goto fail;
+        /* a new inode each time: copies starting from a discarded template
+         * keep reading the files they opened */
+        (void)unlink(rt->tmpl_ram);
+        (void)unlink(rt->tmpl_state);
         vmm_device ser = { .kind = VMM_DEV_SERIAL };
         ser.serial.name = RT_AGENT_PORT;
         ser.serial.socket_path = agent_sock;
@@ -166,6 +174,10 @@ static void *template_main(void *arg)
                  * hotplug, no space) fails again */
                 log_warn("template: %s; pods boot their VMs", err->msg);
                 (void)cc_rm_rf(rt->tmpl_dir, NULL);
+                pthread_mutex_lock(&rt->lock);
+                rt->tmpl_building = false;
+                rt->tmpl_failed = true;
+                pthread_mutex_unlock(&rt->lock);
         } else {
                 log_info("template: ready in %.1f s (%d vCPU, %d MiB); pods of that size start from it",
                          (double)(rt_now_ns() - t0) / 1e9, rt->tmpl_vcpus, rt->tmpl_memory_mib);
@@ -190,12 +202,22 @@ int rt_template_start(rt_runtime *rt, cc_error **ret_err)
         return 0;
 }
 
+void rt_template_discard(rt_runtime *rt)
+{
+        pthread_mutex_lock(&rt->lock);
+        if (rt->tmpl_ready && ++rt->tmpl_discards > TEMPLATE_MAX_DISCARDS)
+                log_warn("template: discarded %d times; pods boot their VMs from now on", rt->tmpl_discards);
+        rt->tmpl_ready = false;
+        pthread_mutex_unlock(&rt->lock);
+}
+
 void rt_template_kick(rt_runtime *rt)
 {
         if (!rt->tmpl_dir)
                 return;
         pthread_mutex_lock(&rt->lock);
-        bool start = !rt->tmpl_building && !rt->tmpl_ready && !rt->closing;
+        bool start = !rt->tmpl_building && !rt->tmpl_ready && !rt->closing &&
+                     rt->tmpl_discards <= TEMPLATE_MAX_DISCARDS && !rt->tmpl_failed;
         rt->tmpl_building |= start;
         pthread_mutex_unlock(&rt->lock);
         _cleanup_error_ cc_error *err = NULL;

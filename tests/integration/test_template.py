@@ -197,3 +197,22 @@ def test_killed_while_the_template_boots_leaves_no_qemu(env):
     env.remove_pod(pod)
     wait_template(env)
     assert not template_qemus(env)
+
+
+def test_a_template_that_cannot_be_loaded_is_rebuilt_and_the_pod_boots(env):
+    """A copy that cannot start from the template (as after a QEMU upgrade
+    that changed its device state format): the pod boots its VM instead, and
+    the template is built again for the next pods."""
+    wait_template(env)
+    state = env.root_dir / "template" / "state"
+    old_inode = state.stat().st_ino
+    state.write_bytes(b"QEVM\0\0\0\x03not a device state")
+    pod, cfg = env.run_pod("fallback")
+    assert env.pod_info(pod)["startedFrom"] == "boot"
+    cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
+    assert "ok" in exec_ok(env, cid, "echo ok")
+    assert "cannot start from the template" in env.daemon.log_text()
+    wait_until(lambda: status_info(env)["vm_template"]["ready"], 120, "the template built again")
+    assert state.stat().st_ino != old_inode
+    pod2, _ = env.run_pod("after-rebuild")
+    assert env.pod_info(pod2)["startedFrom"] == "template"

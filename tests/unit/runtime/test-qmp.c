@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,12 +26,15 @@
  *   "I<fmt>"   send fmt with the remembered id substituted for %d
  *   "B"        send 300 KiB without a newline
  *   "C"        close the connection
- *   "W"        wait until the client hangs up */
+ *   "W"        wait until the client hangs up
+ *   "F"        like R, the line's first byte carrying an fd (getfd) */
 typedef struct server {
         int fd;
         const char *const *script;
         pthread_t thread;
         char last_cmd[64];
+        char last_line[4096];
+        int got_fd;
 } server;
 
 static int read_line(int fd, char *buf, size_t max)
@@ -95,6 +99,24 @@ static void *serve(void *arg)
                         while (read(s->fd, line, sizeof(line)) > 0)
                                 ;
                         break;
+                case 'F': {
+                        char first, cbuf[CMSG_SPACE(sizeof(int))];
+                        struct iovec iov = { &first, 1 };
+                        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                                             .msg_controllen = sizeof(cbuf) };
+                        if (recvmsg(s->fd, &mh, 0) != 1)
+                                return NULL;
+                        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+                        if (cm && cm->cmsg_type == SCM_RIGHTS)
+                                memcpy(&s->got_fd, CMSG_DATA(cm), sizeof(int));
+                        line[0] = first;
+                        if (read_line(s->fd, line + 1, sizeof(line) - 1) < 0)
+                                return NULL;
+                        snprintf(s->last_line, sizeof(s->last_line), "%s", line);
+                        const char *p = strstr(line, "\"id\":");
+                        id = p ? atoi(p + 5) : -1;
+                        break;
+                }
                 }
         }
         return NULL;
@@ -184,6 +206,37 @@ static void test_arguments_are_sent(void **state)
         cc_error_free(err);
         qmp_free(q);
         finish(&s);
+}
+
+/* getfd: the fd travels with the command's first byte; QEMU files it
+ * under the name for a later "fd:name" */
+static void test_getfd_passes_the_fd(void **state)
+{
+        static const char *const script[] = {
+                HANDSHAKE, "F", "I{\"return\": {}, \"id\": %d}\n", "W", NULL,
+        };
+        server s;
+        int fd = start(&s, script);
+        s.got_fd = -1;
+        qmp *q = NULL;
+        assert_int_equal(qmp_open_fd(fd, 2000, &q, NULL), 0);
+        FILE *f = tmpfile();
+        assert_non_null(f);
+        assert_int_equal(qmp_getfd(q, "state", fileno(f), 2000, NULL), 0);
+        cc_error *err = NULL;
+        assert_int_equal(qmp_getfd(q, "state", -1, 2000, &err), -EBADF);
+        cc_error_free(err);
+        qmp_free(q);
+        finish(&s);
+        assert_non_null(strstr(s.last_line, "\"execute\":\"getfd\""));
+        assert_non_null(strstr(s.last_line, "\"fdname\":\"state\""));
+        assert_true(s.got_fd >= 0);
+        struct stat a, b;
+        assert_int_equal(fstat(fileno(f), &a), 0);
+        assert_int_equal(fstat(s.got_fd, &b), 0);
+        assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+        close(s.got_fd);
+        fclose(f);
 }
 
 static void test_error_reply(void **state)
@@ -426,6 +479,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_handshake_and_execute),
                 cmocka_unit_test(test_arguments_are_sent),
+                cmocka_unit_test(test_getfd_passes_the_fd),
                 cmocka_unit_test(test_error_reply),
                 cmocka_unit_test(test_oversize_line),
                 cmocka_unit_test(test_garbage_line),
