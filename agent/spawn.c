@@ -41,6 +41,7 @@
 
 #include "agent/spawn.h"
 #include "common/cleanup.h"
+#include "common/fs.h"
 #include "common/log.h"
 
 #define SYNC_TIMEOUT_MS 30000
@@ -66,22 +67,8 @@ static void send_msg(int fd, int kind, int value, const char *what)
 static int send_fd_msg(int sock, int kind, int fd)
 {
         sync_msg m = { .kind = kind };
-        struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } c;
-        memset(&c, 0, sizeof(c));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-        ssize_t n;
-        while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-                ;
-        return n < 0 ? -errno : 0;
+        ssize_t n = cc_send_fd(sock, &m, sizeof(m), fd);
+        return n < 0 ? (int)n : 0;
 }
 
 static __attribute__((noreturn)) void child_fail(int fd, int err, const char *what)

@@ -27,3 +27,6 @@ int cc_disk_usage(const char *dir, uint64_t max_entries, uint64_t *ret_bytes, ui
 /* True if rel is non-empty, relative (no leading "/") and has no ".."
  * component. Empty and "." components are allowed (they stay below). */
 int cc_path_is_safe_relative(const char *rel);
+/* Sends len bytes of data on a unix socket with fd attached (SCM_RIGHTS),
+ * retrying EINTR: the bytes sent, or -errno. Async-signal-safe. */
+ssize_t cc_send_fd(int sock, const void *data, size_t len, int fd);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
 
@@ -232,22 +233,9 @@ static int error_code(const char *cls)
  * the fd with the command it reads next (getfd). */
 static int send_with_fd(qmp *q, const char *data, int fd, cc_error **ret_err)
 {
-        char cbuf[CMSG_SPACE(sizeof(int))];
-        memset(cbuf, 0, sizeof(cbuf));
-        struct iovec iov = { .iov_base = (void *)data, .iov_len = 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                             .msg_controllen = sizeof(cbuf) };
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-        ssize_t n;
-        do
-                n = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = cc_send_fd(q->fd, data, 1, fd);
         if (n != 1) {
-                int e = n < 0 ? errno : EIO;
+                int e = n < 0 ? (int)-n : EIO;
                 q->broken = true;
                 return cc_error_set(ret_err, -e, "qmp: send fd: %s", strerror(e));
         }
