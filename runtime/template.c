@@ -191,6 +191,15 @@ int rt_template_start(rt_runtime *rt, cc_error **ret_err)
 {
         if (!rt->cfg->vm.template_start || !rt->vm_ops || !rt->vm_ops->template_save)
                 return 0;
+        /* Copies need a guest that takes a hot-plugged virtio-pci device:
+         * cocoon's kernel (`make guest`, marked by its pcie_link_delay
+         * option). Debian's has virtio-pci as a module the initrd does not
+         * load: its copies would never see their virtio-fs device. */
+        if (!(vmm_kernel_features(rt->cfg->vm.kernel) & VMM_KERNEL_PCIE_LINK_DELAY)) {
+                log_info("template: the guest kernel %s is not cocoon's (no pcie_link_delay option): pods boot "
+                         "their VMs", rt->cfg->vm.kernel);
+                return 0;
+        }
         if (asprintf(&rt->tmpl_run_dir, "%s/template", rt->cfg->paths.state) < 0 ||
             asprintf(&rt->tmpl_dir, "%s/template", rt->cfg->paths.root) < 0 ||
             asprintf(&rt->tmpl_ram, "%s/ram", rt->tmpl_dir) < 0 ||

@@ -8,6 +8,7 @@ the lean guest kernel (`make guest`, PCIe hotplug) and Debian's CNI bridge
 plugin."""
 import json
 import os
+import pathlib
 import select
 import signal
 import subprocess
@@ -15,7 +16,8 @@ import time
 
 import pytest
 
-from pods import RPC_TIMEOUT, PodEnv, assert_no_bridge, pb, procs_mentioning, skip_reason, wait_until
+from pods import (BUILDDIR, RPC_TIMEOUT, PodEnv, assert_no_bridge, guest_images, pb, procs_mentioning, skip_reason,
+                  wait_until)
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
@@ -216,3 +218,27 @@ def test_a_template_that_cannot_be_loaded_is_rebuilt_and_the_pod_boots(env):
     assert state.stat().st_ino != old_inode
     pod2, _ = env.run_pod("after-rebuild")
     assert env.pod_info(pod2)["startedFrom"] == "template"
+
+
+def test_no_template_with_a_kernel_that_is_not_cocoons(tmp_path):
+    """Copies need a guest kernel that takes a hot-plugged virtio-pci device
+    (cocoon's, marked by its pcie_link_delay option): with another, cocoond
+    builds no template and pods boot."""
+    vmlinux, _ = guest_images(BUILDDIR)
+    data = pathlib.Path(vmlinux).read_bytes()
+    assert data.count(b"\0pcie_link_delay\0") == 1
+    other = tmp_path / "vmlinux"
+    other.write_bytes(data.replace(b"\0pcie_link_delay\0", b"\0pcie_link_delaX\0"))
+    e = PodEnv.start_env(kernel=str(other))
+    try:
+        assert status_info(e)["vm_template"] == {"enabled": False, "ready": False}
+        assert "is not cocoon's" in e.daemon.log_text()
+        for i in range(2):
+            pod, _ = e.run_pod("plain%d" % i)
+            assert e.pod_info(pod)["startedFrom"] == "boot"
+        time.sleep(1)
+        assert not (e.root_dir / "template").exists() and not template_qemus(e)
+    finally:
+        e.remove_all()
+        e.close()
+        e.cleanup_dirs()
