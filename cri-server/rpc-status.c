@@ -143,12 +143,9 @@ int cri_rpc_status(cri_ctx *ctx, const ProtobufCMessage *in, ProtobufCMessage **
                         json_object_object_add(pool, "size", json_object_new_int(size));
                         json_object_object_add(pool, "ready", json_object_new_int(ready));
                         json_object_object_add(ver, "vm_pool", pool);
-                        bool t_on = false, t_ready = false;
-                        rt_runtime_template_status(ctx->daemon->rt, &t_on, &t_ready);
-                        json_object *tmpl = json_object_new_object();
-                        json_object_object_add(tmpl, "enabled", json_object_new_boolean(t_on));
-                        json_object_object_add(tmpl, "ready", json_object_new_boolean(t_ready));
-                        json_object_object_add(ver, "vm_template", tmpl);
+                        json_object *tmpl = rt_runtime_template_status(ctx->daemon->rt);
+                        if (tmpl)
+                                json_object_object_add(ver, "vm_template", tmpl);
                 }
                 _cleanup_free_ char *dump = cc_config_dump(cfg);
                 _cleanup_json_ json_object *cfg_json = json_object_new_string(dump ? dump : "");

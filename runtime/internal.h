@@ -99,6 +99,14 @@ struct rt_ctr {
         size_t n_volumes;            /* binds at <dir>/mounts/<i> (VM mode) */
 };
 
+/* A template VM of one size (runtime/template.c). */
+typedef struct rt_template {
+        int vcpus, memory_mib;
+        char *run_dir, *dir, *ram, *state; /* <state>/template/V-M (sockets), <root>/template/V-M */
+        bool ready, building, failed;
+        int discards;
+} rt_template;
+
 struct rt_runtime {
         cc_config *cfg;
         image_db *images;
@@ -132,11 +140,12 @@ struct rt_runtime {
         pthread_cond_t pool_cond;    /* a VM was taken; closing */
         bool pool_started;
 
-        /* the template pods start from (runtime/template.c); ready under lock */
-        bool tmpl_ready, tmpl_building, tmpl_failed;
-        int tmpl_discards;
-        int tmpl_vcpus, tmpl_memory_mib;
-        char *tmpl_run_dir, *tmpl_dir, *tmpl_ram, *tmpl_state;
+        /* the templates pods start from (runtime/template.c), one per VM
+         * size, under lock; the roots are set when templates are on */
+#define RT_TEMPLATE_MAX 4
+        rt_template tmpls[RT_TEMPLATE_MAX];
+        size_t n_tmpls;
+        char *tmpl_run_root, *tmpl_root;
 
         rt_event_sub *event_subs;    /* runtime/events.c, under its own lock */
 };
@@ -213,15 +222,15 @@ void rt_pod_vm_adopt(rt_pod *p, rt_pod *pooled, cc_undo *undo);
 /* runtime/pool.c */
 int rt_pool_start(rt_runtime *rt, cc_error **ret_err);
 /* [vm] template (runtime/template.c): start clears what a killed cocoond
- * left (its template QEMU, files); kick builds the template in the
- * background, once (the first VM pod calls it); rt_template_for says whether
- * a VM of that size can start from it (paths owned by rt); remove deletes it
- * (at exit, after the helper threads ended). */
+ * left (its template QEMUs, files); kick builds the template of a size in
+ * the background, once (each VM pod calls it); rt_template_for says whether
+ * a VM of that size can start from one (paths owned by rt); remove deletes
+ * them (at exit, after the helper threads ended). */
 int rt_template_start(rt_runtime *rt, cc_error **ret_err);
-void rt_template_kick(rt_runtime *rt);
+void rt_template_kick(rt_runtime *rt, int vcpus, int memory_mib);
 /* A copy could not start from it: pods boot until it is built again (by the
  * next kick; up to a few times). */
-void rt_template_discard(rt_runtime *rt);
+void rt_template_discard(rt_runtime *rt, int vcpus, int memory_mib);
 bool rt_template_for(rt_runtime *rt, int vcpus, int memory_mib, const char **ret_ram, const char **ret_state);
 void rt_template_remove(rt_runtime *rt);
 /* An fd for rt_agent_dial's cancel_fd: readable once the VMM exits (exit_fd)

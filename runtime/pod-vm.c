@@ -219,7 +219,7 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
         p->from_template = p->mode == RT_POD_VM && p->net && p->net->n_nics == 1 &&
                            rt_template_for(rt, p->vcpus, p->memory_mib, &vc.template_ram, &vc.template_state);
         if (p->mode == RT_POD_VM)
-                rt_template_kick(rt);
+                rt_template_kick(rt, p->vcpus, p->memory_mib);
         if (p->from_template)
                 vc.boot_mode = VMM_TEMPLATE_CLONE;
         if (vm_create(p, ops, &vc, ret_err) < 0)
@@ -231,8 +231,8 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
                  * and have the template built again */
                 log_warn("pod=%.12s: cannot start from the template (%s); booting its VM", p->id, serr->msg);
                 cc_error_free(TAKE_PTR(serr));
-                rt_template_discard(rt);
-                rt_template_kick(rt);
+                rt_template_discard(rt, p->vcpus, p->memory_mib);
+                rt_template_kick(rt, p->vcpus, p->memory_mib);
                 vmm_free(TAKE_PTR(p->vmm));
                 p->from_template = false;
                 vc.boot_mode = VMM_BOOT;

@@ -6,6 +6,7 @@
  * contract with the streaming backend (runtime/stream.c). */
 #pragma once
 
+#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -44,8 +45,9 @@ int rt_runtime_pod_agent(rt_runtime *rt, const char *sandbox_id, rt_agent **ret_
 
 /* The VM pool ([vm] pool_size): how many VMs it keeps, how many wait now. */
 void rt_runtime_pool_status(rt_runtime *rt, int *ret_size, int *ret_ready);
-/* [vm] template: configured (and a VM runtime), and built. */
-void rt_runtime_template_status(rt_runtime *rt, bool *ret_enabled, bool *ret_ready);
+/* [vm] template: {"enabled", "templates": [{"vcpus", "memoryMiB", "state":
+ * ready|building|failed|discarded}]} (a new object; NULL without memory). */
+json_object *rt_runtime_template_status(rt_runtime *rt);
 
 /* The output pump holds references too. */
 rt_ctr_io *rt_ctr_io_ref(rt_ctr_io *io);

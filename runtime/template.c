@@ -1,23 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The template ([vm] template): pods start as copies of one booted VM
- * instead of booting their own.
+/* Templates ([vm] template): pods start as copies of a booted VM instead
+ * of booting their own.
  *
- * When the first VM pod starts (rt_template_kick: a cocoond that never runs
- * one spends nothing on it), cocoond boots in the background one VM of the
- * default size (VMM_TEMPLATE_MAKE: its
- * RAM in <root>/template/ram, a PCIe root port, no virtio-fs device, a NIC
- * without a backend), waits until its agent answers, hangs up, and saves the
- * device state (<root>/template/state, ~150 KB; the RAM is already in the
- * file); the template's QEMU then exits. A pod of that size with one network
- * interface gets VMM_TEMPLATE_CLONE instead of a boot (rt_pod_vm_start): its
- * QEMU loads that state over its own copy of the RAM, the pod's virtiofsd is
- * hot-added, and once its agent answers the guest's clock is set and its
- * CRNG reseeded (rt_pod_vm_dial): every copy resumes with the template's.
+ * The first VM pod of a size (vCPUs, memory) has a template of that size
+ * built in the background (rt_template_kick; at most RT_TEMPLATE_MAX sizes,
+ * and a cocoond that never runs a VM pod spends nothing): one VM booted
+ * with VMM_TEMPLATE_MAKE (its RAM in <root>/template/<V>-<M>/ram, a PCIe
+ * root port, no virtio-fs device, a NIC without a backend); once its agent
+ * answers, cocoond hangs up and saves the device state (.../state, ~150 KB;
+ * the RAM is already in the file), and the template's QEMU exits. A later
+ * pod of that size with one network interface gets VMM_TEMPLATE_CLONE
+ * instead of a boot (rt_pod_vm_start): its QEMU loads that state over its
+ * own copy of the RAM, the pod's virtiofsd is hot-added, and once its agent
+ * answers the guest's clock is set and its CRNG reseeded (rt_pod_vm_dial):
+ * every copy resumes with the template's.
  *
- * A cocoond killed in the middle of building it leaves the template's QEMU
- * running: the next one finds it by its command line and stops it. The
- * files are removed at exit; running copies do not need them (each has its
- * own RAM). */
+ * A template's QEMU dies with the thread that builds it (parent-death
+ * signal); one a killed cocoond left anyway is found by its command line at
+ * the next start and stopped. The files are removed at exit; running copies
+ * do not need them (each has its own RAM). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +50,7 @@
 static void sweep(rt_runtime *rt)
 {
         _cleanup_free_ char *qmp = NULL;
-        if (asprintf(&qmp, "path=%s/qmp.sock,", rt->tmpl_run_dir) < 0)
+        if (asprintf(&qmp, "path=%s/", rt->tmpl_run_root) < 0)
                 return;
         _cleanup_closedir_ DIR *d = opendir("/proc");
         struct dirent *de;
@@ -68,7 +69,7 @@ static void sweep(rt_runtime *rt)
                 bool named = false, ours = false;
                 for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
                         named |= strcmp(a, "cocoon-template") == 0;
-                        ours |= strstr(a, qmp) != NULL;
+                        ours |= strstr(a, qmp) != NULL && strstr(a, "/qmp.sock,") != NULL;
                 }
                 if (!named || !ours)
                         continue;
@@ -80,9 +81,8 @@ static void sweep(rt_runtime *rt)
         }
 }
 
-static int build(rt_runtime *rt, cc_error **ret_err)
+static int build(rt_runtime *rt, rt_template *t, cc_error **ret_err)
 {
-        /* the default size: what a pod without limits gets */
         Runtime__V1__PodSandboxConfig none = RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
         rt_pod *p = rt_pod_new();
         if (!p)
@@ -90,13 +90,13 @@ static int build(rt_runtime *rt, cc_error **ret_err)
         p->config = &none;
         p->mode = RT_POD_VM;
         snprintf(p->id, sizeof(p->id), "template");
-        p->run_dir = rt->tmpl_run_dir;
-        rt_pod_vm_size(rt, p);
+        p->run_dir = t->run_dir;
+        p->vcpus = t->vcpus;
+        p->memory_mib = t->memory_mib;
         vmm_config vc;
         rt_vmm_config(rt, p, &vc);
         vc.boot_mode = VMM_TEMPLATE_MAKE;
-        vc.template_ram = rt->tmpl_ram;
-        int vcpus = p->vcpus, memory_mib = p->memory_mib;
+        vc.template_ram = t->ram;
         vmm *v = NULL;
         int r = vmm_create(rt->vm_ops, &vc, &v, ret_err); /* copies what vc points to in p */
         p->config = NULL;
@@ -106,16 +106,16 @@ static int build(rt_runtime *rt, cc_error **ret_err)
                 return r;
 
         _cleanup_free_ char *agent_sock = NULL;
-        if (asprintf(&agent_sock, "%s/agent.sock", rt->tmpl_run_dir) < 0)
+        if (asprintf(&agent_sock, "%s/agent.sock", t->run_dir) < 0)
                 r = cc_error_set(ret_err, -ENOMEM, "out of memory");
         rt_agent *agent = NULL;
-        if (r < 0 || (r = cc_mkdir_p(rt->tmpl_run_dir, 0700, ret_err)) < 0 ||
-            (r = cc_mkdir_p(rt->tmpl_dir, 0700, ret_err)) < 0)
+        if (r < 0 || (r = cc_mkdir_p(t->run_dir, 0700, ret_err)) < 0 ||
+            (r = cc_mkdir_p(t->dir, 0700, ret_err)) < 0)
                 goto fail;
         /* a new inode each time: copies starting from a discarded template
          * keep reading the files they opened */
-        (void)unlink(rt->tmpl_ram);
-        (void)unlink(rt->tmpl_state);
+        (void)unlink(t->ram);
+        (void)unlink(t->state);
         vmm_device ser = { .kind = VMM_DEV_SERIAL };
         ser.serial.name = RT_AGENT_PORT;
         ser.serial.socket_path = agent_sock;
@@ -147,14 +147,12 @@ static int build(rt_runtime *rt, cc_error **ret_err)
          * copy resumes there and serves its pod's cocoond */
         rt_agent_unref(TAKE_PTR(agent));
         usleep(20 * 1000);
-        if ((r = vmm_template_save(v, rt->tmpl_state, ret_err)) < 0)
+        if ((r = vmm_template_save(v, t->state, ret_err)) < 0)
                 goto fail;
         vmm_free(v);
         pthread_mutex_lock(&rt->lock);
-        rt->tmpl_building = false;
-        rt->tmpl_vcpus = vcpus;
-        rt->tmpl_memory_mib = memory_mib;
-        rt->tmpl_ready = !rt->closing;
+        t->building = false;
+        t->ready = !rt->closing;
         pthread_mutex_unlock(&rt->lock);
         return 0;
 fail:
@@ -164,25 +162,34 @@ fail:
         return r;
 }
 
+typedef struct build_arg {
+        rt_runtime *rt;
+        rt_template *t;
+} build_arg;
+
 static void *template_main(void *arg)
 {
-        rt_runtime *rt = arg;
+        build_arg a = *(build_arg *)arg;
+        free(arg);
+        rt_runtime *rt = a.rt;
+        rt_template *t = a.t;
         _cleanup_error_ cc_error *err = NULL;
         int64_t t0 = rt_now_ns();
-        if (build(rt, &err) < 0) {
-                /* not retried: what failed once (a kernel without PCIe
-                 * hotplug, no space) fails again */
-                log_warn("template: %s; pods boot their VMs", err->msg);
-                (void)cc_rm_rf(rt->tmpl_dir, NULL);
+        if (build(rt, t, &err) < 0) {
+                /* not retried: what failed once (no space, a guest that
+                 * does not come up) fails again */
+                log_warn("template %d vCPU %d MiB: %s; pods of that size boot their VMs", t->vcpus,
+                         t->memory_mib, err->msg);
+                (void)cc_rm_rf(t->dir, NULL);
                 pthread_mutex_lock(&rt->lock);
-                rt->tmpl_building = false;
-                rt->tmpl_failed = true;
+                t->building = false;
+                t->failed = true;
                 pthread_mutex_unlock(&rt->lock);
         } else {
-                log_info("template: ready in %.1f s (%d vCPU, %d MiB); pods of that size start from it",
-                         (double)(rt_now_ns() - t0) / 1e9, rt->tmpl_vcpus, rt->tmpl_memory_mib);
+                log_info("template %d vCPU %d MiB: ready in %.1f s; pods of that size start from it", t->vcpus,
+                         t->memory_mib, (double)(rt_now_ns() - t0) / 1e9);
         }
-        (void)cc_rm_rf(rt->tmpl_run_dir, NULL);
+        (void)cc_rm_rf(t->run_dir, NULL);
         rt_thread_done(rt);
         return NULL;
 }
@@ -200,40 +207,72 @@ int rt_template_start(rt_runtime *rt, cc_error **ret_err)
                          "their VMs", rt->cfg->vm.kernel);
                 return 0;
         }
-        if (asprintf(&rt->tmpl_run_dir, "%s/template", rt->cfg->paths.state) < 0 ||
-            asprintf(&rt->tmpl_dir, "%s/template", rt->cfg->paths.root) < 0 ||
-            asprintf(&rt->tmpl_ram, "%s/ram", rt->tmpl_dir) < 0 ||
-            asprintf(&rt->tmpl_state, "%s/state", rt->tmpl_dir) < 0)
+        if (asprintf(&rt->tmpl_run_root, "%s/template", rt->cfg->paths.state) < 0 ||
+            asprintf(&rt->tmpl_root, "%s/template", rt->cfg->paths.root) < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         sweep(rt);
-        (void)cc_rm_rf(rt->tmpl_run_dir, NULL);
-        (void)cc_rm_rf(rt->tmpl_dir, NULL);
+        (void)cc_rm_rf(rt->tmpl_run_root, NULL);
+        (void)cc_rm_rf(rt->tmpl_root, NULL);
         return 0;
 }
 
-void rt_template_discard(rt_runtime *rt)
+/* The template of that size, under lock; NULL if none. */
+static rt_template *find(rt_runtime *rt, int vcpus, int memory_mib)
+{
+        for (size_t i = 0; i < rt->n_tmpls; i++)
+                if (rt->tmpls[i].vcpus == vcpus && rt->tmpls[i].memory_mib == memory_mib)
+                        return &rt->tmpls[i];
+        return NULL;
+}
+
+void rt_template_discard(rt_runtime *rt, int vcpus, int memory_mib)
 {
         pthread_mutex_lock(&rt->lock);
-        if (rt->tmpl_ready && ++rt->tmpl_discards > TEMPLATE_MAX_DISCARDS)
-                log_warn("template: discarded %d times; pods boot their VMs from now on", rt->tmpl_discards);
-        rt->tmpl_ready = false;
+        rt_template *t = find(rt, vcpus, memory_mib);
+        if (t && t->ready && ++t->discards > TEMPLATE_MAX_DISCARDS)
+                log_warn("template %d vCPU %d MiB: discarded %d times; pods of that size boot their VMs from now on",
+                         vcpus, memory_mib, t->discards);
+        if (t)
+                t->ready = false;
         pthread_mutex_unlock(&rt->lock);
 }
 
-void rt_template_kick(rt_runtime *rt)
+void rt_template_kick(rt_runtime *rt, int vcpus, int memory_mib)
 {
-        if (!rt->tmpl_dir)
+        if (!rt->tmpl_root)
                 return;
         pthread_mutex_lock(&rt->lock);
-        bool start = !rt->tmpl_building && !rt->tmpl_ready && !rt->closing &&
-                     rt->tmpl_discards <= TEMPLATE_MAX_DISCARDS && !rt->tmpl_failed;
-        rt->tmpl_building |= start;
+        rt_template *t = find(rt, vcpus, memory_mib);
+        if (!t && rt->n_tmpls < RT_TEMPLATE_MAX) {
+                rt_template n = { .vcpus = vcpus, .memory_mib = memory_mib };
+                if (asprintf(&n.run_dir, "%s/%d-%d", rt->tmpl_run_root, vcpus, memory_mib) >= 0 &&
+                    asprintf(&n.dir, "%s/%d-%d", rt->tmpl_root, vcpus, memory_mib) >= 0 &&
+                    asprintf(&n.ram, "%s/ram", n.dir) >= 0 && asprintf(&n.state, "%s/state", n.dir) >= 0) {
+                        rt->tmpls[rt->n_tmpls] = n;
+                        t = &rt->tmpls[rt->n_tmpls++];
+                } else {
+                        free(n.run_dir);
+                        free(n.dir);
+                        free(n.ram);
+                        free(n.state);
+                }
+        }
+        bool start = t && !t->building && !t->ready && !t->failed && !rt->closing &&
+                     t->discards <= TEMPLATE_MAX_DISCARDS;
+        if (start)
+                t->building = true;
         pthread_mutex_unlock(&rt->lock);
+        if (!start)
+                return;
         _cleanup_error_ cc_error *err = NULL;
-        if (start && rt_thread_start(rt, template_main, rt, &err) < 0) {
-                log_warn("template: %s", err->msg);
+        build_arg *a = malloc(sizeof(*a));
+        if (a)
+                *a = (build_arg){ rt, t };
+        if (!a || rt_thread_start(rt, template_main, a, &err) < 0) {
+                log_warn("template: %s", err ? err->msg : "out of memory");
+                free(a);
                 pthread_mutex_lock(&rt->lock);
-                rt->tmpl_building = false;
+                t->building = false;
                 pthread_mutex_unlock(&rt->lock);
         }
 }
@@ -241,33 +280,60 @@ void rt_template_kick(rt_runtime *rt)
 bool rt_template_for(rt_runtime *rt, int vcpus, int memory_mib, const char **ret_ram, const char **ret_state)
 {
         pthread_mutex_lock(&rt->lock);
-        bool ok = rt->tmpl_ready && rt->tmpl_vcpus == vcpus && rt->tmpl_memory_mib == memory_mib;
-        pthread_mutex_unlock(&rt->lock);
+        rt_template *t = find(rt, vcpus, memory_mib);
+        bool ok = t && t->ready;
         if (ok) {
-                *ret_ram = rt->tmpl_ram;
-                *ret_state = rt->tmpl_state;
+                /* the strings live as long as rt */
+                *ret_ram = t->ram;
+                *ret_state = t->state;
         }
+        pthread_mutex_unlock(&rt->lock);
         return ok;
 }
 
-void rt_runtime_template_status(rt_runtime *rt, bool *ret_enabled, bool *ret_ready)
+json_object *rt_runtime_template_status(rt_runtime *rt)
 {
+        json_object *o = json_object_new_object(), *a = json_object_new_array();
+        if (!o || !a) {
+                json_object_put(o);
+                json_object_put(a);
+                return NULL;
+        }
         pthread_mutex_lock(&rt->lock);
-        *ret_enabled = rt->tmpl_dir != NULL;
-        *ret_ready = rt->tmpl_ready;
+        json_object_object_add(o, "enabled", json_object_new_boolean(rt->tmpl_root != NULL));
+        for (size_t i = 0; i < rt->n_tmpls; i++) {
+                const rt_template *t = &rt->tmpls[i];
+                json_object *e = json_object_new_object();
+                if (!e)
+                        continue;
+                json_object_object_add(e, "vcpus", json_object_new_int(t->vcpus));
+                json_object_object_add(e, "memoryMiB", json_object_new_int(t->memory_mib));
+                json_object_object_add(e, "state", json_object_new_string(t->ready      ? "ready"
+                                                                          : t->building ? "building"
+                                                                          : t->failed   ? "failed"
+                                                                                        : "discarded"));
+                json_object_array_add(a, e);
+        }
         pthread_mutex_unlock(&rt->lock);
+        json_object_object_add(o, "templates", a);
+        return o;
 }
 
 void rt_template_remove(rt_runtime *rt)
 {
-        rt->tmpl_ready = false;
-        if (rt->tmpl_run_dir)
-                (void)cc_rm_rf(rt->tmpl_run_dir, NULL);
-        if (rt->tmpl_dir)
-                (void)cc_rm_rf(rt->tmpl_dir, NULL);
-        free(rt->tmpl_run_dir);
-        free(rt->tmpl_dir);
-        free(rt->tmpl_ram);
-        free(rt->tmpl_state);
-        rt->tmpl_run_dir = rt->tmpl_dir = rt->tmpl_ram = rt->tmpl_state = NULL;
+        if (rt->tmpl_run_root)
+                (void)cc_rm_rf(rt->tmpl_run_root, NULL);
+        if (rt->tmpl_root)
+                (void)cc_rm_rf(rt->tmpl_root, NULL);
+        for (size_t i = 0; i < rt->n_tmpls; i++) {
+                rt_template *t = &rt->tmpls[i];
+                free(t->run_dir);
+                free(t->dir);
+                free(t->ram);
+                free(t->state);
+        }
+        rt->n_tmpls = 0;
+        free(rt->tmpl_run_root);
+        free(rt->tmpl_root);
+        rt->tmpl_run_root = rt->tmpl_root = NULL;
 }

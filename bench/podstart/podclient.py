@@ -37,7 +37,8 @@ def cmd_podstart(a):
             t0 = time.monotonic()
             while True:
                 st = rt.Status(pb.StatusRequest(verbose=True), timeout=60)
-                if json.loads(st.info.get("runtime", "{}")).get("vm_template", {}).get("ready"):
+                tmpl = json.loads(st.info.get("runtime", "{}")).get("vm_template", {})
+                if any(t.get("state") == "ready" for t in tmpl.get("templates", [])):
                     break
                 if time.monotonic() - t0 > 120:
                     sys.exit("podclient: cocoond's template not ready after 120 s")

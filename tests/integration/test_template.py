@@ -35,6 +35,19 @@ def gone_or_zombie(pid):
         os.close(fd)
 
 
+DEFAULT = (1, 320)  # the default VM size: 1 vCPU, 256 + 64 MiB
+
+
+def templates(env):
+    """{(vcpus, memoryMiB): state} from Status verbose."""
+    t = status_info(env)["vm_template"]
+    return {(x["vcpus"], x["memoryMiB"]): x["state"] for x in t["templates"]}
+
+
+def template_file(env, name, size=DEFAULT):
+    return env.root_dir / "template" / ("%d-%d" % size) / name
+
+
 def template_dirs(env):
     return [env.root_dir / "template", env.state_dir / "template"]
 
@@ -72,11 +85,12 @@ def status_info(env):
 
 
 def wait_template(env, timeout=120):
-    """The template is built once a VM pod has started: start one if need be."""
-    if not status_info(env)["vm_template"]["ready"]:
+    """The default size's template is built once a VM pod of that size has
+    started: start one if need be."""
+    if templates(env).get(DEFAULT) != "ready":
         pod, _ = env.run_pod("primer")
         env.remove_pod(pod)
-    wait_until(lambda: status_info(env)["vm_template"]["ready"], timeout, "the template VM saved")
+    wait_until(lambda: templates(env).get(DEFAULT) == "ready", timeout, "the template VM saved")
 
 
 def exec_ok(env, cid, script, timeout=30):
@@ -90,20 +104,19 @@ def exec_ok(env, cid, script, timeout=30):
 def test_no_template_until_a_vm_pod_runs_then_the_first_pod_boots(env):
     env.restart(signal.SIGTERM)
     time.sleep(2)
-    assert status_info(env)["vm_template"] == {"enabled": True, "ready": False}
+    assert status_info(env)["vm_template"] == {"enabled": True, "templates": []}
     assert not (env.root_dir / "template").exists() and not template_qemus(env)
     pod, _ = env.run_pod("first")
     assert env.pod_info(pod)["startedFrom"] == "boot"
-    wait_until(lambda: status_info(env)["vm_template"]["ready"], 120, "the template VM saved")
+    wait_until(lambda: templates(env) == {DEFAULT: "ready"}, 120, "the template VM saved")
     env.remove_pod(pod)
 
 
 def test_pod_starts_from_the_template_and_works(env):
     wait_template(env)
-    info = status_info(env)
-    assert info["vm_template"] == {"enabled": True, "ready": True}
-    ram = env.root_dir / "template" / "ram"
-    assert ram.is_file() and (env.root_dir / "template" / "state").is_file()
+    assert templates(env)[DEFAULT] == "ready"
+    ram = template_file(env, "ram")
+    assert ram.is_file() and template_file(env, "state").is_file()
     assert not template_qemus(env), "the template's QEMU still runs after it was saved"
     t0 = time.monotonic()
     pod, cfg = env.run_pod("copy")
@@ -153,19 +166,33 @@ def test_copies_are_independent_and_reseeded(env):
         env.remove_pod(pod)
 
 
-def test_pod_of_another_size_boots(env):
+def test_a_pod_of_another_size_boots_then_that_size_has_a_template(env):
     wait_template(env)
-    cfg = env.pod_config("sized")
-    cfg.linux.resources.CopyFrom(pb.LinuxContainerResources(cpu_period=100000, cpu_quota=200000,
-                                                            memory_limit_in_bytes=192 << 20))
-    pod = env.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=RPC_TIMEOUT).pod_sandbox_id
-    env.created.append(pod)
+
+    def sized(name):
+        cfg = env.pod_config(name)
+        cfg.linux.resources.CopyFrom(pb.LinuxContainerResources(cpu_period=100000, cpu_quota=200000,
+                                                                memory_limit_in_bytes=192 << 20))
+        pod = env.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=RPC_TIMEOUT).pod_sandbox_id
+        env.created.append(pod)
+        return pod, cfg
+
+    pod, cfg = sized("sized")
     info = env.pod_info(pod)
-    assert info["startedFrom"] == "boot"
+    assert info["startedFrom"] == "boot" and (info["vcpus"], info["memoryMiB"]) == (2, 256)
     cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
     assert "ok" in exec_ok(env, cid, "echo ok")
-    env.remove_pod(pod)
-    env.assert_pod_gone(pod, info)
+    # that pod had a template of its size built; the next one starts from it
+    wait_until(lambda: templates(env).get((2, 256)) == "ready", 120, "the 2 vCPU 256 MiB template")
+    assert templates(env)[DEFAULT] == "ready"
+    pod2, cfg2 = sized("sized2")
+    info2 = env.pod_info(pod2)
+    assert info2["startedFrom"] == "template" and (info2["vcpus"], info2["memoryMiB"]) == (2, 256)
+    cid2 = env.run_ctr(pod2, cfg2, "c", ["sleep", "3600"])
+    assert exec_ok(env, cid2, "grep -c ^processor /proc/cpuinfo").strip() == "2"
+    for p, i in ((pod, info), (pod2, info2)):
+        env.remove_pod(p)
+        env.assert_pod_gone(p, i)
 
 
 def test_a_killed_cocoond_keeps_the_copies_and_rebuilds_the_template(env):
@@ -206,7 +233,7 @@ def test_a_template_that_cannot_be_loaded_is_rebuilt_and_the_pod_boots(env):
     that changed its device state format): the pod boots its VM instead, and
     the template is built again for the next pods."""
     wait_template(env)
-    state = env.root_dir / "template" / "state"
+    state = template_file(env, "state")
     old_inode = state.stat().st_ino
     state.write_bytes(b"QEVM\0\0\0\x03not a device state")
     pod, cfg = env.run_pod("fallback")
@@ -214,7 +241,7 @@ def test_a_template_that_cannot_be_loaded_is_rebuilt_and_the_pod_boots(env):
     cid = env.run_ctr(pod, cfg, "c", ["sleep", "3600"])
     assert "ok" in exec_ok(env, cid, "echo ok")
     assert "cannot start from the template" in env.daemon.log_text()
-    wait_until(lambda: status_info(env)["vm_template"]["ready"], 120, "the template built again")
+    wait_until(lambda: templates(env).get(DEFAULT) == "ready", 120, "the template built again")
     assert state.stat().st_ino != old_inode
     pod2, _ = env.run_pod("after-rebuild")
     assert env.pod_info(pod2)["startedFrom"] == "template"
@@ -231,7 +258,7 @@ def test_no_template_with_a_kernel_that_is_not_cocoons(tmp_path):
     other.write_bytes(data.replace(b"\0pcie_link_delay\0", b"\0pcie_link_delaX\0"))
     e = PodEnv.start_env(kernel=str(other))
     try:
-        assert status_info(e)["vm_template"] == {"enabled": False, "ready": False}
+        assert status_info(e)["vm_template"] == {"enabled": False, "templates": []}
         assert "is not cocoon's" in e.daemon.log_text()
         for i in range(2):
             pod, _ = e.run_pod("plain%d" % i)
