@@ -218,8 +218,6 @@ int rt_pod_vm_start(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err
          * has the devices it has: one NIC (and the agent on virtio-serial) */
         p->from_template = p->mode == RT_POD_VM && p->net && p->net->n_nics == 1 &&
                            rt_template_for(rt, p->vcpus, p->memory_mib, &vc.template_ram, &vc.template_state);
-        if (p->mode == RT_POD_VM)
-                rt_template_kick(rt, p->vcpus, p->memory_mib);
         if (p->from_template)
                 vc.boot_mode = VMM_TEMPLATE_CLONE;
         if (vm_create(p, ops, &vc, ret_err) < 0)
@@ -288,6 +286,10 @@ int rt_pod_vm_dial(rt_runtime *rt, rt_pod *p, cc_undo *undo, cc_error **ret_err)
                   "(dialed %.1f ms after the start)", p->id, p->from_template ? "started from the template" : "booted",
                   (t_end - b[0]) / 1e3, (b[1] - b[0]) / 1e3, ops->name,
                   (b[2] - b[1]) / 1e3, (t_end - b[2]) / 1e3, (t_dial - b[2]) / 1e3);
+        /* the first VM of its size has a template of that size built, once
+         * it is up (not competing with its boot for the CPU) */
+        if (p->mode == RT_POD_VM && !p->from_template)
+                rt_template_kick(rt, p->vcpus, p->memory_mib);
         return 0;
 }
 
