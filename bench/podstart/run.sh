@@ -135,7 +135,7 @@ printf '%-11s | %9s %9s %9s %9s | %7s %7s | %s\n' daemon "run s" "create s" "sta
 printf '%s\n' "---------------------------------------------------------------------------------------------------"
 for n in cocoond boot pooled containerd; do
         [ -n "${R[$n/total_s]:-}" ] || continue
-        mem="(as cocoond)"
+        mem="(as boot)"
         [ -z "${R[$n/mean_pss_kib]:-}" ] ||
                 mem="$(mib "${R[$n/mean_pss_kib]}") ($(mib "${R[$n/min_pss_kib]}")-$(mib "${R[$n/max_pss_kib]}"))"
         printf '%-11s | %9s %9s %9s %9s | %7s %7s | %s\n' "$n" "${R[$n/run_s]}" "${R[$n/create_s]}" \
