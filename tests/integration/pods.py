@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -123,6 +124,20 @@ def pid_alive(pid):
     except OSError:
         return False
     return st.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone_or_zombie(pid):
+    """The whole process has exited (a pidfd turns readable only once every
+    thread is gone; /proc's "Z" of the leader comes earlier, and a killed
+    cocoond's children may never be reaped by whoever inherits them)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    finally:
+        os.close(fd)
 
 
 def wait_until(pred, timeout, what, interval=0.1):

@@ -6,14 +6,13 @@ cocoond exits or, after a SIGKILL, when it starts again. Real VMs (TCG here)
 and Debian's CNI bridge plugin."""
 import json
 import os
-import select
 import signal
 import subprocess
 import time
 
 import pytest
 
-from pods import RPC_TIMEOUT, PodEnv, assert_no_bridge, pb, procs_mentioning, skip_reason, wait_until
+from pods import RPC_TIMEOUT, PodEnv, assert_no_bridge, gone_or_zombie, pb, procs_mentioning, skip_reason, wait_until
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
@@ -44,19 +43,6 @@ def pooled_vms(env):
 def wait_pooled(env, timeout=60):
     wait_until(lambda: pooled_vms(env), timeout, "a VM in the pool")
     return pooled_vms(env)[0]
-
-
-def gone_or_zombie(pid):
-    """The whole process has exited (a pidfd turns readable only once every
-    thread is gone: /proc's "Z" of the leader comes earlier)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], 0)[0])
-    finally:
-        os.close(fd)
 
 
 def qemu_of(vm_id):

@@ -7,32 +7,17 @@ root port, the guest's clock set and its CRNG reseeded. Real VMs (TCG here),
 the lean guest kernel (`make guest`, PCIe hotplug) and Debian's CNI bridge
 plugin."""
 import json
-import os
 import pathlib
-import select
 import signal
 import subprocess
 import time
 
 import pytest
 
-from pods import (BUILDDIR, RPC_TIMEOUT, PodEnv, assert_no_bridge, guest_images, pb, procs_mentioning, skip_reason,
-                  wait_until)
+from pods import (BUILDDIR, RPC_TIMEOUT, PodEnv, assert_no_bridge, gone_or_zombie, guest_images, pb, procs_mentioning,
+                  skip_reason, wait_until)
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
-
-
-def gone_or_zombie(pid):
-    """Exited (a killed cocoond's children are reaped by whoever inherits
-    them, maybe never: a pidfd turns readable once the process is gone)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], 0)[0])
-    finally:
-        os.close(fd)
 
 
 DEFAULT = (1, 320)  # the default VM size: 1 vCPU, 256 + 64 MiB
