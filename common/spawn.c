@@ -85,23 +85,9 @@ static int spawn_forked(const char *path, char *const argv[], const cc_spawn_opt
         return 0;
 }
 
-int cc_spawn(const char *path, char *const argv[], const cc_spawn_opts *opts, cc_proc *ret,
-             cc_error **ret_err)
+/* posix_spawn with opts; 0 or an errno. */
+static int spawn_posix(const char *path, char *const argv[], const cc_spawn_opts *opts, pid_t *ret_pid)
 {
-        cc_spawn_opts def = CC_SPAWN_OPTS_INIT;
-        if (!opts)
-                opts = &def;
-        if (opts->pdeath_signal) {
-                pid_t pid = -1;
-                int e = spawn_forked(path, argv, opts, &pid);
-                if (e)
-                        return cc_error_set(ret_err, -e, "spawn '%s': %s", path, strerror(e));
-                cc_proc p = { .pid = pid };
-                (void)cc_proc_start_time(pid, &p.start_time);
-                if (ret)
-                        *ret = p;
-                return 0;
-        }
         posix_spawn_file_actions_t fa __attribute__((cleanup(fa_free)));
         posix_spawnattr_t attr;
         posix_spawn_file_actions_init(&fa);
@@ -132,11 +118,21 @@ int cc_spawn(const char *path, char *const argv[], const cc_spawn_opts *opts, cc
                 flags |= POSIX_SPAWN_SETSID;
         posix_spawnattr_setflags(&attr, flags);
 
-        pid_t pid;
-        int r = posix_spawn(&pid, path, &fa, &attr, argv, opts->envp ? opts->envp : environ);
+        int r = posix_spawn(ret_pid, path, &fa, &attr, argv, opts->envp ? opts->envp : environ);
         posix_spawnattr_destroy(&attr);
-        if (r != 0)
-                return cc_error_set(ret_err, -r, "spawn '%s': %s", path, strerror(r));
+        return r;
+}
+
+int cc_spawn(const char *path, char *const argv[], const cc_spawn_opts *opts, cc_proc *ret,
+             cc_error **ret_err)
+{
+        cc_spawn_opts def = CC_SPAWN_OPTS_INIT;
+        if (!opts)
+                opts = &def;
+        pid_t pid = -1;
+        int e = opts->pdeath_signal ? spawn_forked(path, argv, opts, &pid) : spawn_posix(path, argv, opts, &pid);
+        if (e != 0)
+                return cc_error_set(ret_err, -e, "spawn '%s': %s", path, strerror(e));
         cc_proc p = { .pid = pid };
         (void)cc_proc_start_time(pid, &p.start_time);
         if (ret)

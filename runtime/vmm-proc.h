@@ -20,6 +20,8 @@ int vmm_watch_dir(const char *dir, cc_error **ret_err);
  * (-ETIMEDOUT). No sleeping: one poll on the two fds. */
 int vmm_wait_file(int inotify_fd, const char *dir, const char *name, int pidfd, int timeout_ms,
                   cc_error **ret_err);
+/* CLOCK_MONOTONIC in ms, for deadlines. */
+int64_t vmm_mono_ms(void);
 /* Waits until pidfd is readable (the process exited); 0, or -ETIMEDOUT. */
 int vmm_wait_exit(int pidfd, int timeout_ms);
 /* Sends sig (0: none) to p through pidfd (or kill() after re-checking pid +

@@ -24,7 +24,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -707,11 +706,15 @@ static int check_status(qemu_vm *v, const char **ret_status, cc_error **ret_err)
 
 static int qemu_stop(vmm *vv, int timeout_ms, cc_error **ret_err);
 
-static int64_t now_ms(void)
+/* Both ends of a template's migration skip the RAM (its file is shared):
+ * only the device state travels. */
+static int set_ignore_shared(qemu_vm *v, cc_error **ret_err)
 {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        _cleanup_json_ json_object *caps = json_tokener_parse(
+                "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}");
+        if (!caps)
+                return cc_error_set(ret_err, -ENOMEM, "out of memory");
+        return qmp_execute(v->q, "migrate-set-capabilities", caps, QEMU_QMP_TIMEOUT_MS, NULL, ret_err);
 }
 
 /* Copies the template's RAM into the clone's memfd: only the data extents of
@@ -794,19 +797,17 @@ static void clone_close(qemu_vm *v)
  * the agent's virtio-fs mount waits for its tag). */
 static int clone_resume(qemu_vm *v, cc_error **ret_err)
 {
-        _cleanup_json_ json_object *caps = json_tokener_parse(
-                "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}");
         _cleanup_json_ json_object *inc = json_object_new_object();
         char uri[32];
         snprintf(uri, sizeof(uri), "fd:%d", v->state_fd);
-        if (!caps || !inc || json_object_object_add(inc, "uri", json_object_new_string(uri)) < 0)
+        if (!inc || json_object_object_add(inc, "uri", json_object_new_string(uri)) < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
-        int r = qmp_execute(v->q, "migrate-set-capabilities", caps, QEMU_QMP_TIMEOUT_MS, NULL, ret_err);
+        int r = set_ignore_shared(v, ret_err);
         if (r == 0)
                 r = qmp_execute(v->q, "migrate-incoming", inc, QEMU_QMP_TIMEOUT_MS, NULL, ret_err);
         if (r < 0)
                 return r;
-        int64_t deadline = now_ms() + QEMU_CLONE_LOAD_TIMEOUT_MS;
+        int64_t deadline = vmm_mono_ms() + QEMU_CLONE_LOAD_TIMEOUT_MS;
         for (;;) {
                 _cleanup_json_ json_object *st = NULL;
                 if ((r = qmp_execute(v->q, "query-status", NULL, QEMU_QMP_TIMEOUT_MS, &st, ret_err)) < 0)
@@ -818,7 +819,7 @@ static int clone_resume(qemu_vm *v, cc_error **ret_err)
                 if (strcmp(status, "inmigrate") != 0)
                         return cc_error_set(ret_err, -EIO, "loading the template failed (VM state '%.32s')",
                                             status);
-                if (now_ms() > deadline)
+                if (vmm_mono_ms() > deadline)
                         return cc_error_set(ret_err, -ETIMEDOUT, "loading the template took over %d ms",
                                             QEMU_CLONE_LOAD_TIMEOUT_MS);
                 usleep(1000);
@@ -869,18 +870,16 @@ static int qemu_template_save(vmm *vv, const char *state_path, cc_error **ret_er
         _cleanup_close_ int fd = open(state_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return cc_error_errno(ret_err, "template state '%s'", state_path);
-        _cleanup_json_ json_object *caps = json_tokener_parse(
-                "{\"capabilities\": [{\"capability\": \"x-ignore-shared\", \"state\": true}]}");
         _cleanup_json_ json_object *mig = json_tokener_parse("{\"uri\": \"fd:state\"}");
-        if (!caps || !mig)
+        if (!mig)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
         int r;
         if ((r = qmp_execute(v->q, "stop", NULL, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0 ||
-            (r = qmp_execute(v->q, "migrate-set-capabilities", caps, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0 ||
+            (r = set_ignore_shared(v, ret_err)) < 0 ||
             (r = qmp_getfd(v->q, "state", fd, QEMU_QMP_TIMEOUT_MS, ret_err)) < 0 ||
             (r = qmp_execute(v->q, "migrate", mig, QEMU_QMP_TIMEOUT_MS, NULL, ret_err)) < 0)
                 goto fail;
-        int64_t deadline = now_ms() + QEMU_TEMPLATE_SAVE_TIMEOUT_MS;
+        int64_t deadline = vmm_mono_ms() + QEMU_TEMPLATE_SAVE_TIMEOUT_MS;
         for (;;) {
                 _cleanup_json_ json_object *st = NULL;
                 if ((r = qmp_execute(v->q, "query-migrate", NULL, QEMU_QMP_TIMEOUT_MS, &st, ret_err)) < 0)
@@ -895,7 +894,7 @@ static int qemu_template_save(vmm *vv, const char *state_path, cc_error **ret_er
                                          eo ? json_object_get_string(eo) : status);
                         goto fail;
                 }
-                if (now_ms() > deadline) {
+                if (vmm_mono_ms() > deadline) {
                         r = cc_error_set(ret_err, -ETIMEDOUT, "saving the template took over %d ms",
                                          QEMU_TEMPLATE_SAVE_TIMEOUT_MS);
                         goto fail;

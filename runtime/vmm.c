@@ -370,7 +370,7 @@ unsigned vmm_kernel_features(const char *path)
 
 /* ---- process helpers (runtime/vmm-proc.h) ---------------------------------- */
 
-static int64_t mono_ms(void)
+int64_t vmm_mono_ms(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -396,7 +396,7 @@ int vmm_wait_file(int inotify_fd, const char *dir, const char *name, int pidfd, 
         _cleanup_free_ char *path = NULL;
         if (asprintf(&path, "%s/%s", dir, name) < 0)
                 return cc_error_set(ret_err, -ENOMEM, "out of memory");
-        int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        int64_t deadline = vmm_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
         for (;;) {
                 /* drain the events first, then look: nothing created in
                  * between can be missed */
@@ -406,7 +406,7 @@ int vmm_wait_file(int inotify_fd, const char *dir, const char *name, int pidfd, 
                 if (access(path, F_OK) == 0)
                         return 0;
                 struct pollfd pf[2] = { { inotify_fd, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
-                int64_t left = deadline - mono_ms();
+                int64_t left = deadline - vmm_mono_ms();
                 if (left <= 0)
                         return cc_error_set(ret_err, -ETIMEDOUT, "'%s' did not appear within %d ms",
                                             path, timeout_ms);
@@ -424,10 +424,10 @@ int vmm_wait_file(int inotify_fd, const char *dir, const char *name, int pidfd, 
 
 int vmm_wait_exit(int pidfd, int timeout_ms)
 {
-        int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        int64_t deadline = vmm_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
         for (;;) {
                 struct pollfd pf = { pidfd, POLLIN, 0 };
-                int64_t left = deadline - mono_ms();
+                int64_t left = deadline - vmm_mono_ms();
                 int r = poll(&pf, 1, left > 0 ? (int)CC_MIN(left, INT32_MAX) : 0);
                 if (r > 0)
                         return 0;
@@ -459,7 +459,7 @@ static int send_signal(const cc_proc *p, int pidfd, int sig)
 /* Waits until p is gone (or a zombie): 0, or -ETIMEDOUT. */
 static int wait_gone_polling(const cc_proc *p, int timeout_ms, bool reap)
 {
-        int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        int64_t deadline = vmm_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
         for (;;) {
                 if (reap)
                         vmm_proc_reap(p);
@@ -468,7 +468,7 @@ static int wait_gone_polling(const cc_proc *p, int timeout_ms, bool reap)
                                 vmm_proc_reap(p); /* it may have turned zombie just now */
                         return 0;
                 }
-                if (mono_ms() >= deadline)
+                if (vmm_mono_ms() >= deadline)
                         return -ETIMEDOUT;
                 struct timespec ts = { 0, 10 * 1000000L };
                 nanosleep(&ts, NULL);
