@@ -41,7 +41,14 @@ def pooled_vms(env):
 
 
 def wait_pooled(env, timeout=60):
+    """A VM waits in the pool: its record is written just before cocoond
+    puts it in the pool, so wait for Status to count it too."""
     wait_until(lambda: pooled_vms(env), timeout, "a VM in the pool")
+
+    def ready():
+        info = json.loads(env.rt.Status(pb.StatusRequest(verbose=True), timeout=RPC_TIMEOUT).info["runtime"])
+        return info["vm_pool"]["ready"] >= 1
+    wait_until(ready, timeout, "the pooled VM counted ready")
     return pooled_vms(env)[0]
 
 
